@@ -1,0 +1,117 @@
+"""The J-Net composition: any backbone followed by an up-scaling head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from jnet.heads import Head, create_head, to_size
+from jnet.models.registry import create_model
+
+
+class JNet(nn.Module):
+    """A backbone that predicts class logits at the input resolution, then an up-scaling head.
+
+    The backbone can be a registered name (built with ``in_channels`` and
+    ``backbone_options``) or any ``nn.Module`` that maps ``(B, C, h, w)`` to
+    ``(B, num_classes, h, w)`` logits: the head only sees those ``K`` channels.
+
+    In training mode ``forward`` returns the list of outputs at every scale (input
+    resolution first, ``output_size`` last), which is what :class:`jnet.losses.MultiScaleLoss`
+    consumes; in eval mode it returns the final output only. Set ``return_all`` to ``True``
+    or ``False`` to override that. Every per-scale layer exists in both modes, so one
+    state dict loads either way.
+
+    ``output_size`` is the resolution the model is scored at (the ground truth's). With
+    ``head="none"`` the prediction stays at ``input_size`` and is up-sampled for scoring.
+
+    Args:
+        backbone: a name from :func:`jnet.list_models` or a module.
+        num_classes: ``K``; 1 for binary segmentation (sigmoid), else softmax over ``K`` classes.
+        input_size: the backbone's input resolution, ``int`` or ``(h, w)``.
+        output_size: the mask resolution, ``int`` or ``(H, W)``.
+        head: a name from :func:`jnet.heads.list_heads`.
+        in_channels: image channels, used when ``backbone`` is a name.
+        backbone_options: options of a named backbone, e.g. ``{"width": 16}``.
+        return_all: ``None`` to follow ``self.training``, else always / never all scales.
+
+    Example:
+        >>> import torch
+        >>> net = JNet("elunet", num_classes=1, input_size=16, output_size=256, backbone_options={"width": 4})
+        >>> [tuple(y.shape) for y in net(torch.zeros(2, 1, 16, 16))][-1]
+        (2, 1, 256, 256)
+        >>> net.eval()(torch.zeros(2, 1, 16, 16)).shape
+        torch.Size([2, 1, 256, 256])
+    """
+
+    def __init__(
+        self,
+        backbone: str | nn.Module,
+        num_classes: int,
+        input_size: int | Sequence[int],
+        output_size: int | Sequence[int],
+        head: str = "jnet",
+        in_channels: int = 1,
+        backbone_options: dict[str, Any] | None = None,
+        head_options: dict[str, Any] | None = None,
+        return_all: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.input_size = to_size(input_size, "input_size")
+        self.output_size = to_size(output_size, "output_size")
+        if self.output_size[0] < self.input_size[0] or self.output_size[1] < self.input_size[1]:
+            raise ValueError(
+                f"output size {self.output_size[0]}x{self.output_size[1]} is smaller than "
+                f"input size {self.input_size[0]}x{self.input_size[1]}; J-Net only up-scales"
+            )
+        if isinstance(backbone, str):
+            self.backbone_name: str | None = backbone
+            backbone = create_model(backbone, in_channels, num_classes, **(backbone_options or {}))
+        else:
+            if backbone_options:
+                raise ValueError("backbone_options only apply when the backbone is given by name")
+            self.backbone_name = None
+        self.backbone = backbone
+        self.head_name = head
+        self.head: Head = create_head(head, num_classes, self.input_size, self.output_size, **(head_options or {}))
+        self.num_classes = num_classes
+        self.return_all = return_all
+        self.config = {
+            "backbone": self.backbone_name,
+            "num_classes": num_classes,
+            "input_size": list(self.input_size),
+            "output_size": list(self.output_size),
+            "head": head,
+            "in_channels": in_channels,
+            "backbone_options": dict(backbone_options or {}),
+            "head_options": dict(head_options or {}),
+        }
+
+    @property
+    def scales(self) -> list[tuple[int, int]]:
+        """The ``(h, w)`` of every output, coarsest first."""
+        return list(self.head.scales)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        if x.ndim != 4 or tuple(x.shape[-2:]) != self.input_size:
+            raise ValueError(
+                f"JNet was built for (B, C, {self.input_size[0]}, {self.input_size[1]}) inputs, "
+                f"got shape {tuple(x.shape)}"
+            )
+        y0 = self.backbone(x)  # (B, C, h, w) -> (B, K, h, w)
+        if not isinstance(y0, torch.Tensor) or y0.ndim != 4 or y0.shape[1] != self.num_classes:
+            got = tuple(y0.shape) if isinstance(y0, torch.Tensor) else type(y0).__name__
+            raise ValueError(
+                f"the backbone must return (B, {self.num_classes}, h, w) logits at the input resolution, got {got}"
+            )
+        if tuple(y0.shape[-2:]) != self.input_size:
+            raise ValueError(
+                f"the backbone returned logits of size {tuple(y0.shape[-2:])}, "
+                f"but the head expects the input resolution {self.input_size}"
+            )
+        outs = self.head(y0)  # [(B, K, h, w), ..., (B, K, H, W)]
+        want_all = self.training if self.return_all is None else self.return_all
+        return outs if want_all else outs[-1]
