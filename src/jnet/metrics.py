@@ -1,0 +1,413 @@
+"""Segmentation metrics: Dice and Jaccard (IoU) per foreground class, scored at full resolution.
+
+Conventions
+-----------
+Model outputs are logits ``(B, K, h, w)``:
+
+* ``K == 1``: binary; the hard prediction is ``logit > 0`` (sigmoid above 0.5), classes
+  ``{0: background, 1: foreground}``.
+* ``K >= 2``: softmax; the hard prediction is the argmax over channels, classes ``0..K-1``
+  with ``0`` the background.
+
+Ground truth is an integer label map ``(B, H, W)``. The background is never scored: there is
+one score per foreground class, ``C = 1`` for ``K == 1`` and ``C = K - 1`` otherwise.
+``num_classes`` everywhere in this module means ``K``, the number of logit channels.
+
+Scoring a low-resolution model at full resolution
+-------------------------------------------------
+Metrics are always computed on the ground truth's grid ``(H, W)``; a prediction made at a lower
+resolution ``(h, w)`` has to be brought to ``(H, W)`` first, in one of two ways:
+
+* :func:`upsample_logits` (bilinear on the logits, ``align_corners=False``) and then
+  :func:`logits_to_labels`. This is what a user would deploy (it gives smooth boundaries), and
+  it is the default the rest of the library uses for "full-resolution" numbers.
+* :func:`logits_to_labels` at low resolution and then :func:`upsample_labels` (nearest
+  neighbour on the labels): blocky masks; useful as a baseline. The same function also
+  resizes a full-resolution ground truth *down* to score a prediction at input resolution.
+
+Per-image and global aggregation
+--------------------------------
+For one image and one class, with ``TP``, ``FP``, ``FN`` the pixel counts::
+
+    dice    = 2 TP / (2 TP + FP + FN)
+    jaccard =   TP / (  TP + FP + FN)
+
+``reduction="mean_image"`` averages the per-image scores over the images (every image weighs
+the same, however large its structure); ``reduction="global"`` first sums ``TP``, ``FP`` and
+``FN`` over all images, then applies the formula once (large structures weigh more). The
+arithmetic is done in float64.
+
+Empty slices
+------------
+When a class is absent from both the prediction and the ground truth of an image, the
+denominator is 0 and the score is undefined. ``empty`` decides:
+
+* ``empty="one"`` (default): the score is ``1.0``; correctly predicting an empty slice is a
+  perfect answer and counts as such in the per-image mean.
+* ``empty="nan"``: the score is ``NaN`` and the per-image mean ignores those images (a
+  ``nanmean``); if every image is empty for a class, that class's score is ``NaN``. Means over
+  classes (``mean_dice`` ...) then also ignore ``NaN`` classes, and are ``NaN`` only if every
+  class is.
+
+A class absent from the truth but present in the prediction scores ``0`` (a false-positive
+slice is penalised), whatever ``empty`` is. The same rules apply to the global scores (the
+denominator is 0 only if the class appears in no prediction and no truth at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from jnet._options import check_option
+
+__all__ = [
+    "SegmentationMetrics",
+    "confusion_counts",
+    "dice_score",
+    "jaccard_score",
+    "logits_to_labels",
+    "upsample_labels",
+    "upsample_logits",
+]
+
+_REDUCTIONS = ("mean_image", "global")
+_EMPTY = ("one", "nan")
+_FULL_RES_HINT = (
+    "metrics are computed at the ground truth's full resolution: up-sample the prediction first "
+    "(upsample_logits, then logits_to_labels; or upsample_labels)"
+)
+
+
+def _check_num_classes(num_classes: int) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be an integer >= 1 (the number of logit channels), got {num_classes!r}")
+    return num_classes
+
+
+def _size_2d(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        out = (size, size)
+    else:
+        out = tuple(int(s) for s in size)
+        if len(out) != 2:
+            raise ValueError(f"size must be an int or (H, W), got {size!r}")
+    if min(out) < 1:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return out  # type: ignore[return-value]
+
+
+def _is_label_dtype(x: torch.Tensor) -> bool:
+    return not (x.is_floating_point() or x.is_complex())
+
+
+def logits_to_labels(logits: torch.Tensor) -> torch.Tensor:
+    """Hard labels from logits: ``logit > 0`` for one channel, the argmax over channels otherwise.
+
+    Args:
+        logits: ``(B, K, h, w)`` floating-point logits.
+
+    Returns:
+        ``(B, h, w)`` int64 labels in ``{0, 1}`` for ``K == 1``, in ``0..K-1`` for ``K >= 2``.
+    """
+    if logits.ndim != 4:
+        raise ValueError(f"logits must be (B, K, h, w), got shape {tuple(logits.shape)}")
+    if not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor, got {logits.dtype}")
+    if logits.shape[1] == 1:
+        return (logits[:, 0] > 0).long()
+    return logits.argmax(dim=1)
+
+
+def _nearest_index(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
+    # Pixel-centre alignment: output pixel i (centre i + 0.5) reads the input pixel whose cell
+    # contains (i + 0.5) * n_in / n_out. Exact for integer factors in both directions.
+    pos = (torch.arange(n_out, device=device, dtype=torch.float64) + 0.5) * (n_in / n_out)
+    return pos.floor().long().clamp_(0, n_in - 1)
+
+
+def upsample_labels(labels: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+    """Nearest-neighbour resize of an integer label map (up or down), keeping its dtype.
+
+    Pixel centres are aligned (like ``align_corners=False``), so an integer up-sampling factor
+    ``s`` turns each pixel into an ``s x s`` block, and an integer down-sampling factor picks
+    one pixel near the centre of each block. No new label values are ever created.
+
+    Args:
+        labels: ``(B, h, w)`` integer (or bool) label map.
+        size: the target ``(H, W)``, or one int for a square.
+
+    Returns:
+        ``(B, H, W)`` label map of the same dtype and device.
+    """
+    if labels.ndim != 3:
+        raise ValueError(f"labels must be (B, h, w), got shape {tuple(labels.shape)}")
+    if not _is_label_dtype(labels):
+        raise TypeError(f"labels must be an integer tensor, got {labels.dtype} (use logits_to_labels on logits)")
+    height, width = _size_2d(size)
+    h, w = labels.shape[-2:]
+    if (h, w) == (height, width):
+        return labels
+    rows = _nearest_index(h, height, labels.device)
+    cols = _nearest_index(w, width, labels.device)
+    return labels[:, rows[:, None], cols[None, :]]
+
+
+def upsample_logits(logits: torch.Tensor, size: int | Sequence[int], mode: str = "bilinear") -> torch.Tensor:
+    """Resize logits ``(B, K, h, w)`` to ``(B, K, H, W)`` by interpolation (``align_corners=False``).
+
+    Bilinear logits followed by :func:`logits_to_labels` is the library's default way to score a
+    low-resolution model at full resolution, since that is what would be deployed.
+
+    Args:
+        logits: ``(B, K, h, w)`` floating-point logits.
+        size: the target ``(H, W)``, or one int for a square.
+        mode: ``"bilinear"`` (default) or ``"bicubic"``.
+
+    Returns:
+        ``(B, K, H, W)`` logits of the same dtype.
+    """
+    check_option("upsample mode", mode, ("bilinear", "bicubic"))
+    if logits.ndim != 4:
+        raise ValueError(f"logits must be (B, K, h, w), got shape {tuple(logits.shape)}")
+    if not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor, got {logits.dtype}")
+    size2 = _size_2d(size)
+    if tuple(logits.shape[-2:]) == size2:
+        return logits
+    return F.interpolate(logits, size=size2, mode=mode, align_corners=False)
+
+
+def confusion_counts(
+    pred_labels: torch.Tensor, target: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image, per-foreground-class true positive, false positive and false negative counts.
+
+    Args:
+        pred_labels: ``(B, H, W)`` integer predicted labels (see :func:`logits_to_labels`).
+        target: ``(B, H, W)`` integer ground truth, same shape as ``pred_labels``.
+        num_classes: ``K``, the number of logit channels (1 for binary).
+
+    Returns:
+        ``(tp, fp, fn)``, each an int64 tensor ``(B, C)`` on ``target``'s device, column ``j``
+        for class ``j + 1`` (``C = 1`` for ``K == 1``, ``C = K - 1`` otherwise).
+
+    Raises:
+        ValueError: if the shapes differ or are not ``(B, H, W)``, or a label is out of range.
+        TypeError: if either tensor is floating point.
+    """
+    _check_num_classes(num_classes)
+    n_labels = max(num_classes, 2)  # K == 1 still has the labels {0, 1}
+    for name, x in (("pred_labels", pred_labels), ("target", target)):
+        if not _is_label_dtype(x):
+            raise TypeError(f"{name} must be an integer label tensor, got {x.dtype} (use logits_to_labels on logits)")
+    if pred_labels.shape != target.shape:
+        raise ValueError(
+            f"pred_labels shape {tuple(pred_labels.shape)} does not match target shape {tuple(target.shape)}; "
+            + _FULL_RES_HINT
+        )
+    if target.ndim != 3:
+        raise ValueError(f"pred_labels and target must be (B, H, W), got shape {tuple(target.shape)}")
+    pred = pred_labels.to(device=target.device, dtype=torch.long)
+    true = target.long()
+    for name, x in (("pred_labels", pred), ("target", true)):
+        if x.numel():
+            lo, hi = int(x.min()), int(x.max())
+            if lo < 0 or hi >= n_labels:
+                bad = lo if lo < 0 else hi
+                raise ValueError(
+                    f"{name} contains label {bad}, outside 0..{n_labels - 1} for num_classes={num_classes}"
+                )
+    batch = true.shape[0]
+    # One bincount for the whole batch: cell (b, t, p) counts pixels of image b with truth t, prediction p.
+    offset = torch.arange(batch, device=true.device).view(-1, 1, 1) * (n_labels * n_labels)
+    cells = (offset + true * n_labels + pred).flatten()
+    cm = torch.bincount(cells, minlength=batch * n_labels * n_labels).view(batch, n_labels, n_labels)
+    hits = cm.diagonal(dim1=1, dim2=2)
+    tp = hits[:, 1:]
+    fp = cm.sum(dim=1)[:, 1:] - tp  # predicted as c, truth something else
+    fn = cm.sum(dim=2)[:, 1:] - tp  # truth c, predicted something else
+    return tp.contiguous(), fp.contiguous(), fn.contiguous()
+
+
+def _scores(
+    tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, metric: str, reduction: str, empty: str
+) -> torch.Tensor:
+    """``(C,)`` float64 Dice or Jaccard from ``(B, C)`` counts (see the module docstring)."""
+    check_option("reduction", reduction, _REDUCTIONS)
+    check_option("empty", empty, _EMPTY)
+    if tp.shape[0] == 0:
+        raise ValueError("no images to score (the batch is empty)")
+    tp, fp, fn = (x.to(torch.float64) for x in (tp, fp, fn))
+    if reduction == "global":
+        tp, fp, fn = (x.sum(dim=0, keepdim=True) for x in (tp, fp, fn))
+    if metric == "dice":
+        num, den = 2 * tp, 2 * tp + fp + fn
+    else:
+        num, den = tp, tp + fp + fn
+    fill = 1.0 if empty == "one" else float("nan")
+    score = torch.where(den > 0, num / den.clamp(min=1), torch.full_like(num, fill))
+    return score.nanmean(dim=0) if empty == "nan" else score.mean(dim=0)
+
+
+def dice_score(
+    pred_labels: torch.Tensor,
+    target: torch.Tensor,
+    num_classes: int,
+    reduction: str = "mean_image",
+    empty: str = "one",
+) -> torch.Tensor:
+    """Dice coefficient ``2TP / (2TP + FP + FN)`` per foreground class.
+
+    Args:
+        pred_labels: ``(B, H, W)`` integer predicted labels, on the ground truth's grid.
+        target: ``(B, H, W)`` integer ground truth.
+        num_classes: ``K``, the number of logit channels (1 for binary).
+        reduction: ``"mean_image"`` (mean of per-image scores) or ``"global"`` (counts summed
+            over the images first).
+        empty: score of a class absent from both prediction and truth: ``"one"`` (1.0) or
+            ``"nan"`` (NaN, ignored by the per-image mean).
+
+    Returns:
+        ``(C,)`` float64 tensor, entry ``j`` for class ``j + 1``.
+    """
+    return _scores(*confusion_counts(pred_labels, target, num_classes), "dice", reduction, empty)
+
+
+def jaccard_score(
+    pred_labels: torch.Tensor,
+    target: torch.Tensor,
+    num_classes: int,
+    reduction: str = "mean_image",
+    empty: str = "one",
+) -> torch.Tensor:
+    """Jaccard index (IoU) ``TP / (TP + FP + FN)`` per foreground class.
+
+    Args:
+        pred_labels: ``(B, H, W)`` integer predicted labels, on the ground truth's grid.
+        target: ``(B, H, W)`` integer ground truth.
+        num_classes: ``K``, the number of logit channels (1 for binary).
+        reduction: ``"mean_image"`` (mean of per-image scores) or ``"global"`` (counts summed
+            over the images first).
+        empty: score of a class absent from both prediction and truth: ``"one"`` (1.0) or
+            ``"nan"`` (NaN, ignored by the per-image mean).
+
+    Returns:
+        ``(C,)`` float64 tensor, entry ``j`` for class ``j + 1``.
+    """
+    return _scores(*confusion_counts(pred_labels, target, num_classes), "jaccard", reduction, empty)
+
+
+def _class_mean(scores: torch.Tensor, empty: str) -> float:
+    return float(scores.nanmean() if empty == "nan" else scores.mean())
+
+
+class SegmentationMetrics:
+    """Dice and Jaccard accumulated over batches, per image and globally.
+
+    Only the per-image, per-class ``TP``/``FP``/``FN`` counts are kept (``B x C`` integers per
+    batch), so the result after several :meth:`update` calls is exactly that of
+    :func:`dice_score` / :func:`jaccard_score` on the concatenated batches.
+
+    Args:
+        num_classes: ``K``, the number of logit channels (1 for binary).
+        class_names: one name per foreground class (``C`` names); by default ``"foreground"``
+            for ``K == 1`` and ``"class_1" .. "class_{K-1}"`` otherwise.
+        empty: ``"one"`` or ``"nan"``, see the module docstring.
+
+    Example:
+        >>> import torch
+        >>> m = SegmentationMetrics(num_classes=1)
+        >>> target = torch.tensor([[[0, 1], [1, 1]]])
+        >>> m.update(torch.tensor([[[0, 1], [0, 1]]]), target)  # TP=2, FP=0, FN=1
+        >>> r = m.compute()
+        >>> round(r["dice"]["foreground"], 4), round(r["jaccard"]["foreground"], 4), r["n_images"]
+        (0.8, 0.6667, 1)
+        >>> m.update(torch.randn(3, 1, 2, 2), torch.zeros(3, 2, 2, dtype=torch.long))  # logits work too
+        >>> m.compute()["n_images"]
+        4
+    """
+
+    def __init__(self, num_classes: int, class_names: Sequence[str] | None = None, empty: str = "one") -> None:
+        self.num_classes = _check_num_classes(num_classes)
+        self.empty = check_option("empty", empty, _EMPTY)
+        n_fg = 1 if num_classes == 1 else num_classes - 1
+        if class_names is None:
+            names = ["foreground"] if num_classes == 1 else [f"class_{c}" for c in range(1, num_classes)]
+        else:
+            if isinstance(class_names, str):
+                raise ValueError("class_names must be a sequence of names, not a single string")
+            names = [str(n) for n in class_names]
+            if len(names) != n_fg:
+                raise ValueError(
+                    f"class_names has {len(names)} name(s) but num_classes={num_classes} has {n_fg} foreground "
+                    f"class(es) (the background, label 0, is not named)"
+                )
+            if len(set(names)) != len(names):
+                raise ValueError(f"class_names must be distinct, got {names}")
+        self.class_names: list[str] = names
+        self._counts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def reset(self) -> None:
+        """Forget every image seen so far."""
+        self._counts = []
+
+    @property
+    def n_images(self) -> int:
+        """Number of images accumulated since construction or the last :meth:`reset`."""
+        return sum(int(c[0].shape[0]) for c in self._counts)
+
+    @torch.no_grad()
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch.
+
+        Args:
+            pred: hard labels ``(B, H, W)`` (integer) or logits ``(B, K, H, W)`` (floating point,
+                converted with :func:`logits_to_labels`), on the ground truth's grid.
+            target: ``(B, H, W)`` integer ground truth.
+
+        Raises:
+            ValueError: on a shape mismatch, a wrong number of logit channels, or a label out of range.
+        """
+        if pred.is_floating_point():
+            if pred.ndim != 4 or pred.shape[1] != self.num_classes:
+                raise ValueError(
+                    f"floating-point pred is taken as logits (B, K={self.num_classes}, H, W), "
+                    f"got shape {tuple(pred.shape)}"
+                )
+            pred = logits_to_labels(pred)
+        tp, fp, fn = confusion_counts(pred, target, self.num_classes)
+        self._counts.append((tp.cpu(), fp.cpu(), fn.cpu()))
+
+    def compute(self) -> dict[str, Any]:
+        """The scores over every image seen, as plain Python floats.
+
+        Returns:
+            ``{"dice", "jaccard"}``: class name -> mean over images of the per-image score;
+            ``{"dice_global", "jaccard_global"}``: class name -> score of the summed counts;
+            ``mean_dice``, ``mean_jaccard``, ``mean_dice_global``, ``mean_jaccard_global``: means
+            over the foreground classes; ``n_images``: the number of images.
+
+        Raises:
+            ValueError: if no images were seen.
+        """
+        if not self._counts:
+            raise ValueError("SegmentationMetrics.compute(): no images were seen; call update() first")
+        tp, fp, fn = (torch.cat([c[i] for c in self._counts]) for i in range(3))
+        per_class: dict[str, Any] = {}
+        means: dict[str, Any] = {}
+        for reduction, suffix in (("mean_image", ""), ("global", "_global")):
+            for metric in ("dice", "jaccard"):
+                scores = _scores(tp, fp, fn, metric, reduction, self.empty)
+                per_class[metric + suffix] = {n: float(s) for n, s in zip(self.class_names, scores, strict=True)}
+                means[f"mean_{metric}{suffix}"] = _class_mean(scores, self.empty)
+        return {**per_class, **means, "n_images": int(tp.shape[0])}
+
+    def __repr__(self) -> str:
+        return (
+            f"SegmentationMetrics(num_classes={self.num_classes}, class_names={self.class_names}, "
+            f"empty={self.empty!r}, n_images={self.n_images})"
+        )
