@@ -218,3 +218,23 @@ def test_non_square_sizes() -> None:
 
 def test_list_heads() -> None:
     assert jnet.list_heads() == HEADS
+
+
+@pytest.mark.parametrize("head", ["jnet", "jnet-noskip", "jnet-single"])
+@pytest.mark.parametrize("k", [1, 3])
+def test_nearest_init_starts_as_nearest_upsampling(head: str, k: int) -> None:
+    y0 = torch.randn(2, k, 16, 16)
+    outs = create_head(head, k, 16, 128).eval()(y0)
+    for out in outs:
+        factor = out.shape[-1] // 16
+        expected = y0.repeat_interleave(factor, dim=2).repeat_interleave(factor, dim=3)
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+
+
+def test_default_init_is_random() -> None:
+    torch.manual_seed(0)
+    head = create_head("jnet", 1, 16, 64, init="default")
+    y0 = torch.randn(1, 1, 16, 16)
+    assert not torch.allclose(head(y0)[-1], y0.repeat_interleave(4, 2).repeat_interleave(4, 3))
+    with pytest.raises(ValueError, match="unknown init 'zeros'"):
+        create_head("jnet", 1, 16, 64, init="zeros")
