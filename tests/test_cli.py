@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import jnet.demo
+from jnet.checkpoint import load_checkpoint
 from jnet.cli import main
 from jnet.data.prepare import SliceData, normalize_slices
 from jnet.data.synthetic import make_synthetic
@@ -67,9 +68,7 @@ def test_fit_writes_a_reproducible_run(tmp_path) -> None:
     again = fit(config, data)
     assert again["final"]["mean_dice"] == result["final"]["mean_dice"]
     # the best checkpoint rebuilds the model alone and reproduces the best validation score
-    ckpt = torch.load(tmp_path / "run" / "checkpoint_best.pt", weights_only=True)
-    model = JNet(**ckpt["model_config"])
-    model.load_state_dict(ckpt["state_dict"])
+    model, _ = load_checkpoint(tmp_path / "run" / "checkpoint_best.pt")
     val = data.subset(np.isin(data.patient_id, split["val"]))
     from jnet.data.prepare import downsample
 

@@ -101,8 +101,8 @@ def _figure(data: SliceData, results: dict[str, Any], out: Path, heads: list[str
         import matplotlib.pyplot as plt
     except ImportError:  # optional: pip install jnet[plot]
         return None
+    from jnet.checkpoint import load_checkpoint
     from jnet.metrics import logits_to_labels, upsample_logits
-    from jnet.model import JNet
 
     split = json.loads((out / f"elunet_{heads[0]}_16" / "split.json").read_text())
     val = data.subset(np.isin(data.patient_id, split["val"]))
@@ -111,9 +111,7 @@ def _figure(data: SliceData, results: dict[str, Any], out: Path, heads: list[str
     x = downsample(val.images[pick], 16)
     preds = {}
     for head in heads:
-        ckpt = torch.load(out / f"elunet_{head}_16" / "checkpoint_best.pt", weights_only=True)
-        model = JNet(**ckpt["model_config"]).eval()
-        model.load_state_dict(ckpt["state_dict"])
+        model, _ = load_checkpoint(out / f"elunet_{head}_16" / "checkpoint_best.pt")
         with torch.no_grad():
             y = model(x)
         preds[head] = logits_to_labels(upsample_logits(y, (256, 256)) if y.shape[-1] != 256 else y).numpy()

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from jnet.checkpoint import save_checkpoint
 from jnet.data.prepare import SliceData, downsample, patient_split, save_split
 from jnet.losses import MultiScaleLoss
 from jnet.metrics import SegmentationMetrics, logits_to_labels, upsample_labels, upsample_logits
@@ -110,12 +111,6 @@ def _evaluate(model: JNet, inputs: torch.Tensor, masks: torch.Tensor, batch_size
     return result
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-
-
 def fit(config: TrainConfig, data: SliceData, out_dir: str | Path | None = None) -> dict[str, Any]:
     """Train ``config`` on ``data`` with a seeded patient split; return the validation metrics.
 
@@ -185,10 +180,7 @@ def fit(config: TrainConfig, data: SliceData, out_dir: str | Path | None = None)
         if metrics["mean_jaccard"] > best["mean_jaccard"]:
             best = {**metrics, "epoch": epoch}
             if out is not None:
-                _atomic_save(
-                    {"state_dict": model.state_dict(), "model_config": model.config, "train_config": asdict(config)},
-                    out / "checkpoint_best.pt",
-                )
+                save_checkpoint(out / "checkpoint_best.pt", model, train_config=asdict(config), epoch=epoch)
     result = {
         "config": asdict(config),
         "best": best,

@@ -1,0 +1,79 @@
+"""Checkpoints that hold only tensors and plain values, written atomically.
+
+A checkpoint is a dict: ``format`` (an int), ``jnet_version``, ``model_config`` (the
+arguments of :class:`jnet.JNet`), ``state_dict`` and whatever else the caller adds
+(optimiser and scheduler states, RNG states, the training config, metrics). It is loaded with
+``torch.load(..., weights_only=True)``, so a file from an untrusted source cannot run code:
+anything but tensors and plain Python values is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from jnet import __version__
+from jnet.model import JNet
+
+FORMAT = 1
+
+
+def save_checkpoint(path: str | Path, model: JNet, **extra: Any) -> Path:
+    """Write ``model`` (weights and the arguments that rebuild it) and ``extra`` to ``path``.
+
+    The file is written to ``path.tmp`` and renamed, so a run killed at any moment leaves
+    either the previous checkpoint or the new one, never half a file.
+    """
+    if model.config.get("backbone") is None:
+        raise ValueError("only models with a registered backbone can be checkpointed and rebuilt by name")
+    path = Path(path)
+    payload = {
+        "format": FORMAT,
+        "jnet_version": __version__,
+        "model_config": model.config,
+        "state_dict": model.state_dict(),
+        **extra,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``); errors name the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{path}: refused to load: the file holds objects other than tensors and plain values "
+            f"(it could run code), so it is not a jnet checkpoint ({str(err).splitlines()[0]})"
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt: {err})") from err
+    if not isinstance(ckpt, dict) or "model_config" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not a jnet checkpoint (no model_config / state_dict)")
+    if ckpt.get("format", 0) > FORMAT:
+        raise ValueError(f"{path}: checkpoint format {ckpt['format']} is newer than this jnet ({__version__})")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path) -> tuple[JNet, dict[str, Any]]:
+    """Rebuild the model from a checkpoint alone; returns ``(model in eval mode, checkpoint dict)``."""
+    ckpt = read_checkpoint(path)
+    try:
+        model = JNet(**ckpt["model_config"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{path}: the weights do not fit the model they describe ({err})") from err
+    return model.eval(), ckpt

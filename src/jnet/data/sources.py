@@ -1,0 +1,188 @@
+"""One ``--data`` argument for every data source: :func:`load_data`.
+
+What a spec can be, checked in this order (kind: loader):
+
+* ``"synthetic"`` (synthetic: :func:`jnet.data.synthetic.make_synthetic`);
+* a ``.npz`` file (npz: :func:`jnet.data.prepare.load_npz`, plus the archive's optional
+  ``slice_index`` and ``class_names``);
+* a folder holding ``dataset.json`` (msd: :func:`jnet.data.msd.load_msd`);
+* a folder holding ``images/`` and ``masks/`` (images: :func:`jnet.data.images.load_image_folder`);
+* a folder whose sub-folders hold ``*_seg.nii.gz`` or ``*_seg.nii`` (brats: :func:`jnet.data.brats.load_brats`).
+
+The word ``synthetic`` wins over a file or folder of that name (write ``./synthetic`` for
+those). Options go to the source's loader; each kind accepts its loader's keyword arguments
+(see :func:`source_options`), and every kind accepts ``size`` (slices come out ``size x size``)
+and ``drop_empty`` (leave out slices with an empty mask).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jnet.data.prepare import SliceData, load_npz, normalize_slices
+
+__all__ = ["SOURCE_KINDS", "Source", "load_data", "resolve_source", "source_options"]
+
+SOURCE_KINDS = ("synthetic", "npz", "msd", "images", "brats")
+SYNTHETIC_CLASS_NAMES = ("lesion", "core", "enhancing ring")
+_LOOKED_FOR = (
+    "expected 'synthetic', a .npz file, a folder holding dataset.json (Medical Segmentation Decathlon), "
+    "a folder holding images/ and masks/ (PNG/TIFF pairs), or a folder of case folders holding "
+    "*_seg.nii.gz (BraTS)"
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a spec points at: its ``kind`` (one of :data:`SOURCE_KINDS`) and resolved ``path`` (``None``: synthetic)."""
+
+    kind: str
+    path: Path | None
+
+
+def resolve_source(spec: str | os.PathLike) -> Source:
+    """Tell what ``spec`` is (table in the module docstring); ValueError saying what was looked for."""
+    if isinstance(spec, str) and spec.strip().lower() == "synthetic":
+        return Source("synthetic", None)
+    path = Path(spec).expanduser()
+    if path.is_file():
+        if path.suffix.lower() == ".npz":
+            return Source("npz", path.resolve())
+        raise ValueError(f"{path}: a file but not a .npz archive; {_LOOKED_FOR}")
+    if not path.is_dir():
+        raise ValueError(f"{spec!s}: no such file or folder; {_LOOKED_FOR}")
+    path = path.resolve()
+    if (path / "dataset.json").is_file():
+        return Source("msd", path)
+    if (path / "images").is_dir() and (path / "masks").is_dir():
+        return Source("images", path)
+    for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+        if next(sub.glob("*_seg.nii.gz"), None) is not None or next(sub.glob("*_seg.nii"), None) is not None:
+            return Source("brats", path)
+    raise ValueError(f"{path}: cannot tell what this folder holds; {_LOOKED_FOR}")
+
+
+def _loader(kind: str):
+    if kind == "msd":
+        from jnet.data.msd import load_msd
+
+        return load_msd
+    if kind == "brats":
+        from jnet.data.brats import load_brats
+
+        return load_brats
+    if kind == "images":
+        from jnet.data.images import load_image_folder
+
+        return load_image_folder
+    raise ValueError(f"unknown source kind {kind!r}; valid kinds: {', '.join(SOURCE_KINDS)}")
+
+
+def _keyword_defaults(func, skip_first: bool) -> dict[str, Any]:
+    params = list(inspect.signature(func).parameters.values())[1 if skip_first else 0 :]
+    return {
+        p.name: (None if p.default is inspect.Parameter.empty else p.default)
+        for p in params
+        if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    }
+
+
+def source_options(kind: str) -> dict[str, Any]:
+    """The options a source kind accepts, with their defaults."""
+    if kind == "synthetic":
+        from jnet.data.synthetic import make_synthetic
+
+        return {**_keyword_defaults(make_synthetic, skip_first=False), "drop_empty": False}
+    if kind == "npz":
+        return {"size": None, "drop_empty": False}
+    return _keyword_defaults(_loader(kind), skip_first=True)
+
+
+def check_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` completed with the kind's defaults; ValueError listing the valid ones for an unknown one."""
+    valid = source_options(kind)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for {kind} data; valid options: {', '.join(valid)}"
+        )
+    size = options.get("size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1):
+        raise ValueError(f"size must be a positive integer, got {size!r}")
+    return {**valid, **options}
+
+
+def load_data(spec: str | os.PathLike, **options: Any) -> SliceData:
+    """Load the slices ``spec`` points at (see the module docstring) as :class:`SliceData`.
+
+    Args:
+        spec: ``"synthetic"``, a ``.npz`` file, or an MSD, BraTS or image folder.
+        **options: the source's options (:func:`source_options`); ``size=S`` gives ``S x S``
+            slices from every kind, ``drop_empty=True`` leaves out slices with empty masks.
+
+    Raises:
+        ValueError: an unrecognised spec (saying what was looked for) or an unknown option
+            (listing the valid ones).
+    """
+    source = resolve_source(spec)
+    opts = {k: v for k, v in check_options(source.kind, options).items() if k in options}
+    if source.kind == "synthetic":
+        return _load_synthetic(**opts)
+    if source.kind == "npz":
+        return _load_npz(source.path, **opts)  # type: ignore[arg-type]
+    return _loader(source.kind)(source.path, **opts)
+
+
+def _drop_empty(data: SliceData, where: str) -> SliceData:
+    keep = data.masks.reshape(len(data), -1).any(axis=1)
+    if not keep.any():
+        raise ValueError(f"{where}: every mask is empty, nothing left with drop_empty=True")
+    return data.subset(keep)
+
+
+def _load_synthetic(drop_empty: bool = False, **kwargs: Any) -> SliceData:
+    from jnet.data.synthetic import make_synthetic
+
+    raw = make_synthetic(**kwargs)
+    k = int(kwargs.get("num_lesion_classes", source_options("synthetic")["num_lesion_classes"]))
+    names = (
+        list(SYNTHETIC_CLASS_NAMES[:k]) if k <= len(SYNTHETIC_CLASS_NAMES) else [f"class_{i}" for i in range(1, k + 1)]
+    )
+    data = SliceData(
+        normalize_slices(raw["images"]),
+        raw["masks"].astype(np.uint8),
+        raw["patient_id"].astype(str),
+        raw["slice_index"].astype(np.int64),
+        names,
+    )
+    return _drop_empty(data, "synthetic") if drop_empty else data
+
+
+def _load_npz(path: Path, size: int | None = None, drop_empty: bool = False) -> SliceData:
+    data = load_npz(path)
+    # optional extras that load_npz does not read: slice_index (N,) and class_names (K,)
+    with np.load(path, allow_pickle=False) as archive:
+        if "slice_index" in archive.files:
+            index = archive["slice_index"]
+            if index.shape != (len(data),):
+                raise ValueError(f"{path}: slice_index has shape {index.shape}, expected ({len(data)},)")
+            data.slice_index = index.astype(np.int64)
+        if "class_names" in archive.files:
+            data.class_names = [str(c) for c in np.atleast_1d(archive["class_names"]).tolist()]
+    if size is not None and data.images.shape[-2:] != (size, size):
+        from jnet.data.images import resize_images, resize_masks
+
+        data = SliceData(
+            normalize_slices(resize_images(data.images, size)),
+            resize_masks(data.masks, size),
+            data.patient_id,
+            data.slice_index,
+            data.class_names,
+        )
+    return _drop_empty(data, str(path)) if drop_empty else data
