@@ -11,7 +11,7 @@ import torch
 import jnet.demo
 from jnet.checkpoint import load_checkpoint
 from jnet.cli import main
-from jnet.data.prepare import SliceData, normalize_slices
+from jnet.data.prepare import SliceData, downsample, normalize_slices
 from jnet.data.synthetic import make_synthetic
 from jnet.model import JNet
 from jnet.train import TrainConfig, evaluate, fit
@@ -59,7 +59,9 @@ def test_fit_writes_a_reproducible_run(tmp_path) -> None:
     config = TrainConfig(model="unet", width=2, head="jnet", input_size=16, output_size=64, epochs=2, batch_size=4)
     result = fit(config, data, tmp_path / "run")
     files = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert files == ["checkpoint_best.pt", "config.json", "history.csv", "metrics.json", "split.json"]
+    assert files == [
+        "checkpoint_best.pt", "checkpoint_last.pt", "config.yaml", "history.csv", "metrics.json", "split.json"
+    ]  # fmt: skip
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     assert not set(split["train"]) & set(split["val"])
     assert result["n_train"] + result["n_val"] == len(data) and result["head_params"] == 59
@@ -70,8 +72,6 @@ def test_fit_writes_a_reproducible_run(tmp_path) -> None:
     # the best checkpoint rebuilds the model alone and reproduces the best validation score
     model, _ = load_checkpoint(tmp_path / "run" / "checkpoint_best.pt")
     val = data.subset(np.isin(data.patient_id, split["val"]))
-    from jnet.data.prepare import downsample
-
     scores = evaluate(model, downsample(val.images, 16), torch.from_numpy(val.masks))
     assert scores["mean_jaccard"] == pytest.approx(result["best"]["mean_jaccard"], abs=1e-12)
     assert scores["resolution"] == [64, 64] and scores["input_resolution"]["resolution"] == [16, 16]
@@ -83,7 +83,7 @@ def test_fit_rejects_mismatched_output_size() -> None:
 
 
 def test_demo_end_to_end(tmp_path, monkeypatch, capsys) -> None:
-    tiny = {"num_patients": 3, "slices_per_patient": 4, "epochs": 1, "width": 2}
+    tiny = {"num_patients": 4, "slices_per_patient": 6, "epochs": 1, "width": 2}
     monkeypatch.setattr(jnet.demo, "demo_settings", lambda quick: tiny)
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out

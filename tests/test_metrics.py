@@ -235,3 +235,20 @@ def test_upsample_logits_bilinear() -> None:
     assert labels.shape == (2, 16, 16)
     with pytest.raises(ValueError, match="upsample mode"):
         upsample_logits(logits, 16, mode="area")
+
+
+def test_merging_counts_equals_one_accumulator() -> None:
+    gen = torch.Generator().manual_seed(3)
+    preds = torch.randint(0, 3, (6, 8, 8), generator=gen)
+    target = torch.randint(0, 3, (6, 8, 8), generator=gen)
+    whole = SegmentationMetrics(3)
+    whole.update(preds, target)
+    a, b = SegmentationMetrics(3), SegmentationMetrics(3)
+    a.update(preds[:4], target[:4])
+    b.update(preds[4:], target[4:])
+    merged = SegmentationMetrics(3)
+    merged.add_counts(*a.counts())
+    merged.add_counts(*b.counts())
+    assert merged.compute() == whole.compute()
+    with pytest.raises(ValueError, match=r"three \(N, 2\) tensors"):
+        merged.add_counts(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3))

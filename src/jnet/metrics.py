@@ -382,6 +382,25 @@ class SegmentationMetrics:
         tp, fp, fn = confusion_counts(pred, target, self.num_classes)
         self._counts.append((tp.cpu(), fp.cpu(), fn.cpu()))
 
+    def counts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-image ``(tp, fp, fn)``, each ``(N, C)`` int64: what :meth:`compute` scores.
+
+        With :meth:`add_counts`, this merges accumulators, e.g. across distributed ranks.
+        """
+        if not self._counts:
+            empty = torch.zeros(0, len(self.class_names), dtype=torch.int64)
+            return empty, empty.clone(), empty.clone()
+        tp, fp, fn = (torch.cat([c[i] for c in self._counts]) for i in range(3))
+        return tp, fp, fn
+
+    def add_counts(self, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> None:
+        """Add per-image counts ``(N, C)`` taken from another accumulator's :meth:`counts`."""
+        c = len(self.class_names)
+        if not (tp.shape == fp.shape == fn.shape) or tp.ndim != 2 or tp.shape[1] != c:
+            raise ValueError(f"counts must be three (N, {c}) tensors, got {tuple(tp.shape)}, {tuple(fp.shape)}")
+        if len(tp):
+            self._counts.append((tp.long().cpu(), fp.long().cpu(), fn.long().cpu()))
+
     def compute(self) -> dict[str, Any]:
         """The scores over every image seen, as plain Python floats.
 
@@ -396,7 +415,7 @@ class SegmentationMetrics:
         """
         if not self._counts:
             raise ValueError("SegmentationMetrics.compute(): no images were seen; call update() first")
-        tp, fp, fn = (torch.cat([c[i] for c in self._counts]) for i in range(3))
+        tp, fp, fn = self.counts()
         per_class: dict[str, Any] = {}
         means: dict[str, Any] = {}
         for reduction, suffix in (("mean_image", ""), ("global", "_global")):

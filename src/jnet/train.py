@@ -1,61 +1,141 @@
-"""Training and evaluation on in-memory slices: the loop behind ``jnet demo``.
+"""Training and evaluation: the library behind ``jnet train``, ``jnet evaluate`` and ``jnet demo``.
 
 The network reads images down-sampled to ``input_size``; every output scale is trained
 against the full-resolution mask resized to that scale (:class:`jnet.losses.MultiScaleLoss`),
 and validation scores hard predictions at the mask's full resolution.
+
+A run directory holds ``config.yaml`` (every setting), ``split.json`` (the patients of each
+side), ``history.csv`` (one row per epoch), ``checkpoint_last.pt`` (everything needed to
+resume: weights, optimiser, scheduler, epoch, history), ``checkpoint_best.pt`` (by validation
+mean Jaccard at full resolution) and ``metrics.json``. Every file is written to a temporary
+name and renamed, so a run killed at any moment leaves loadable files, and
+``fit(..., resume=True)`` continues from the last finished epoch. Each epoch's shuffling and
+augmentation come from a generator seeded by ``seed + epoch``, so on the CPU an interrupted
+and resumed run ends with the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import io
 import json
 import logging
 import math
+import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
-from jnet.checkpoint import save_checkpoint
-from jnet.data.prepare import SliceData, downsample, patient_split, save_split
+from jnet._options import check_option
+from jnet.checkpoint import read_checkpoint, save_checkpoint
+from jnet.data.augment import AugmentConfig
+from jnet.data.dataset import SliceBatches, SliceDataset
+from jnet.data.prepare import SliceData, downsample, kfold_split, patient_split, save_split
 from jnet.losses import MultiScaleLoss
 from jnet.metrics import SegmentationMetrics, logits_to_labels, upsample_labels, upsample_logits
 from jnet.model import JNet
 
 log = logging.getLogger(__name__)
 
+SCHEDULES = ("onecycle", "cosine", "constant")
+
 
 @dataclass
 class TrainConfig:
-    """Every setting of a training run; written to the run directory as ``config.json``."""
+    """Every setting of a training run; written to the run directory as ``config.yaml``.
 
+    ``num_classes=None`` takes ``K`` from the data: 1 (sigmoid) for one foreground class,
+    else the number of foreground classes + 1 (softmax with background).
+    """
+
+    # data
+    data: str = "synthetic"
+    data_options: dict[str, Any] = field(default_factory=dict)
+    cache_dir: str | None = None
+    val_fraction: float = 0.2
+    folds: int | None = None
+    fold: int = 0
+    split_file: str | None = None
+    # model
     model: str = "elunet"
+    width: int | None = None
     head: str = "jnet"
     head_options: dict[str, Any] = field(default_factory=dict)
-    width: int | None = None
     input_size: int = 16
     output_size: int = 256
-    num_classes: int = 1
+    num_classes: int | None = None
+    downsample_mode: str = "area"
+    # loss
     loss: str = "dice_ce"
     loss_weights: str | list[float] | None = None
     target_resize: str = "nearest"
-    downsample_mode: str = "area"
+    # optimisation
     epochs: int = 20
     batch_size: int = 16
     lr: float = 2e-3
     weight_decay: float = 1e-4
+    schedule: str = "onecycle"
+    augment: bool = False
     seed: int = 0
-    val_fraction: float = 0.2
+    # hardware
+    device: str = "auto"
+    threads: int | None = None
+    amp: bool = True
 
-    def build_model(self, in_channels: int) -> JNet:
+    def __post_init__(self) -> None:
+        check_option("schedule", self.schedule, SCHEDULES)
+        check_option("device", self.device, ("auto", "cpu", "cuda"))
+        for name in ("epochs", "batch_size", "input_size", "output_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.output_size < self.input_size:
+            raise ValueError(f"output_size {self.output_size} is smaller than input_size {self.input_size}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Build from a dict (e.g. a YAML file); unknown keys raise a ValueError naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"{source}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        """Read a ``config.yaml`` (as written into every run directory)."""
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such config file")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: a config file must hold a mapping of settings")
+        return cls.from_dict(values, str(path))
+
+    def to_yaml(self) -> str:
+        """The config as YAML text."""
+        import yaml
+
+        return yaml.safe_dump(asdict(self), sort_keys=False)
+
+    def model_num_classes(self, n_foreground: int) -> int:
+        """``K`` for data with ``n_foreground`` foreground classes."""
+        return self.num_classes if self.num_classes is not None else (1 if n_foreground == 1 else n_foreground + 1)
+
+    def build_model(self, in_channels: int, num_classes: int) -> JNet:
         """The model this config describes."""
         options = {} if self.width is None else {"width": self.width}
         return JNet(
             self.model,
-            self.num_classes,
+            num_classes,
             self.input_size,
             self.output_size,
             head=self.head,
@@ -65,8 +145,19 @@ class TrainConfig:
         )
 
 
+# ------------------------------------------------------------------------------------------
+# evaluation
+# ------------------------------------------------------------------------------------------
+
+
 @torch.no_grad()
-def evaluate(model: JNet, inputs: torch.Tensor, masks: torch.Tensor, batch_size: int = 64) -> dict[str, Any]:
+def evaluate(
+    model: JNet,
+    inputs: torch.Tensor,
+    masks: torch.Tensor,
+    batch_size: int = 64,
+    class_names: list[str] | None = None,
+) -> dict[str, Any]:
     """Dice and Jaccard at the masks' full resolution, and (labelled) at the input resolution.
 
     A prediction smaller than the masks (the ``none`` head) is up-sampled as bilinear logits.
@@ -77,99 +168,276 @@ def evaluate(model: JNet, inputs: torch.Tensor, masks: torch.Tensor, batch_size:
         model: the model; put in eval mode here.
         inputs: ``(N, C, h, w)`` network inputs.
         masks: ``(N, H, W)`` full-resolution labels.
+        batch_size: images per forward pass.
+        class_names: names of the foreground classes, for the per-class entries.
     """
+    full, low = _evaluate_counts(model, inputs, masks, batch_size, class_names)
+    return _metrics_dict(full, low, tuple(masks.shape[-2:]), model.input_size)
+
+
+def _evaluate_counts(
+    model: JNet, inputs: torch.Tensor, masks: torch.Tensor, batch_size: int, class_names: list[str] | None
+) -> tuple[SegmentationMetrics, SegmentationMetrics]:
     model.eval()
+    device = next(model.parameters()).device
+    k = model.num_classes
+    names = class_names if class_names is not None and len(class_names) == (1 if k == 1 else k - 1) else None
+    full, low = SegmentationMetrics(k, names), SegmentationMetrics(k, names)
+    size = tuple(masks.shape[-2:])
     return_all, model.return_all = model.return_all, True
     try:
-        return _evaluate(model, inputs, masks, batch_size)
+        for i in range(0, len(inputs), batch_size):
+            x, y = inputs[i : i + batch_size].to(device), masks[i : i + batch_size].long().to(device)
+            outs = model(x)  # [(B, K, h, w), ..., (B, K, S, S)]
+            final = outs[-1].float()
+            if tuple(final.shape[-2:]) != size:
+                final = upsample_logits(final, size)
+            full.update(logits_to_labels(final), y)
+            low.update(logits_to_labels(outs[0].float()), upsample_labels(y, tuple(outs[0].shape[-2:])))
     finally:
         model.return_all = return_all
+    return full, low
 
 
-def _evaluate(model: JNet, inputs: torch.Tensor, masks: torch.Tensor, batch_size: int) -> dict[str, Any]:
-    k = model.num_classes
-    full, low = SegmentationMetrics(k), SegmentationMetrics(k)
-    size = tuple(masks.shape[-2:])
-    for i in range(0, len(inputs), batch_size):
-        x, y = inputs[i : i + batch_size], masks[i : i + batch_size].long()
-        outs = model(x)  # [(B, K, h, w), ..., (B, K, S, S)]
-        final = outs[-1]
-        if tuple(final.shape[-2:]) != size:
-            final = upsample_logits(final, size)
-        full.update(logits_to_labels(final), y)
-        y_low = upsample_labels(y, tuple(outs[0].shape[-2:]))  # nearest resize (here: down)
-        low.update(logits_to_labels(outs[0]), y_low)
+def _metrics_dict(
+    full: SegmentationMetrics, low: SegmentationMetrics, size: tuple[int, ...], input_size: tuple[int, int]
+) -> dict[str, Any]:
     result = full.compute()
     result["resolution"] = list(size)
     low_res = low.compute()
     result["input_resolution"] = {
-        "resolution": list(outs[0].shape[-2:]),
+        "resolution": list(input_size),
         "mean_dice": low_res["mean_dice"],
         "mean_jaccard": low_res["mean_jaccard"],
+        "dice": low_res["dice"],
+        "jaccard": low_res["jaccard"],
         "note": "base prediction against nearest-down-sampled ground truth (paper-style), not comparable",
     }
     return result
 
 
-def fit(config: TrainConfig, data: SliceData, out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Train ``config`` on ``data`` with a seeded patient split; return the validation metrics.
+# ------------------------------------------------------------------------------------------
+# data and split
+# ------------------------------------------------------------------------------------------
 
-    Writes, when ``out_dir`` is given: ``config.json``, ``split.json``, ``history.csv``,
-    ``checkpoint_best.pt`` (by validation mean Jaccard at full resolution) and ``metrics.json``.
+
+def load_training_data(config: TrainConfig) -> SliceData:
+    """The slices ``config.data`` points at, at ``output_size`` (prepared once if ``cache_dir``)."""
+    from jnet.data.cache import cached_load
+    from jnet.data.sources import load_data
+
+    options = {"size": config.output_size, **config.data_options}
+    if config.cache_dir:
+        return cached_load(config.data, config.cache_dir, **options)
+    return load_data(config.data, **options)
+
+
+def make_split(config: TrainConfig, patient_id: np.ndarray) -> dict[str, Any]:
+    """The patient split: a saved ``split_file``, a k-fold fold, or a seeded fraction."""
+    if config.split_file:
+        path = Path(config.split_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such split file")
+        split = json.loads(path.read_text())
+        if not isinstance(split, dict) or "train" not in split or "val" not in split:
+            raise ValueError(f"{path}: a split file needs 'train' and 'val' lists of patient ids")
+        known = set(np.unique(patient_id).astype(str))
+        missing = sorted((set(split["train"]) | set(split["val"])) - known)
+        if missing:
+            raise ValueError(f"{path}: patients not in the data: {', '.join(missing[:5])}")
+        if set(split["train"]) & set(split["val"]):
+            raise ValueError(f"{path}: train and val share patients")
+        return split
+    if config.folds:
+        return kfold_split(patient_id, config.folds, config.fold, config.seed)
+    return patient_split(patient_id, config.val_fraction, config.seed)
+
+
+# ------------------------------------------------------------------------------------------
+# training
+# ------------------------------------------------------------------------------------------
+
+
+def _device(config: TrainConfig) -> torch.device:
+    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was asked for but CUDA is not available")
+        if dist.is_initialized():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _scheduler(config: TrainConfig, opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    total = config.epochs * steps
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.1)
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _history_csv(history: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    return buf.getvalue()
+
+
+EpochCallback = Callable[[dict[str, Any]], None]
+BatchCallback = Callable[[int, int, float, float], None]
+
+
+def fit(
+    config: TrainConfig,
+    data: SliceData,
+    out_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    on_epoch: EpochCallback | None = None,
+    on_batch: BatchCallback | None = None,
+) -> dict[str, Any]:
+    """Train ``config`` on ``data`` (split by patient); return the run's results.
+
+    Args:
+        config: the settings.
+        data: the slices, masks at ``config.output_size``.
+        out_dir: the run directory (see the module docstring); ``None`` writes nothing.
+        resume: continue from ``out_dir/checkpoint_last.pt`` if it exists.
+        on_epoch: called with each epoch's history row (for progress output).
+        on_batch: called with ``(batch, n_batches, loss, images_per_second)`` after each step.
+
+    Returns:
+        ``{"config", "split", "best", "final", "history", "train_seconds", "n_train", "n_val",
+        "params", "head_params", "epochs_run"}``.
     """
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    split = patient_split(data.patient_id, config.val_fraction, config.seed)
-    train = data.subset(np.isin(data.patient_id, split["train"]))
-    val = data.subset(np.isin(data.patient_id, split["val"]))
-    if tuple(data.masks.shape[-2:]) != (config.output_size, config.output_size):
+    distributed = dist.is_available() and dist.is_initialized()
+    rank = dist.get_rank() if distributed else 0
+    world = dist.get_world_size() if distributed else 1
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = _device(config)
+    out = Path(out_dir) if out_dir is not None else None
+    writer = out is not None and rank == 0
+
+    if data.masks.shape[-2:] != (config.output_size, config.output_size):
         raise ValueError(
             f"masks are {data.masks.shape[-1]}x{data.masks.shape[-2]} but output_size is {config.output_size}"
         )
-    x_train = downsample(train.images, config.input_size, config.downsample_mode)
-    x_val = downsample(val.images, config.input_size, config.downsample_mode)
-    y_train, y_val = torch.from_numpy(train.masks), torch.from_numpy(val.masks)
+    last = None
+    if resume and out is not None and (out / "checkpoint_last.pt").is_file():
+        last = read_checkpoint(out / "checkpoint_last.pt")
+    split = json.loads((out / "split.json").read_text()) if last is not None else make_split(config, data.patient_id)
+    train = data.subset(np.isin(data.patient_id, split["train"]))
+    val = data.subset(np.isin(data.patient_id, split["val"]))
+    k = config.model_num_classes(len(data.class_names))
 
-    model = config.build_model(in_channels=data.images.shape[1])
+    torch.manual_seed(config.seed)
+    model = config.build_model(in_channels=data.images.shape[1], num_classes=k).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
     criterion = MultiScaleLoss(config.loss, weights=config.loss_weights, target_resize=config.target_resize)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = max(1, len(x_train) // config.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.1
-    )
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
+    augment = AugmentConfig() if config.augment else None
+    per_rank = config.batch_size
+    if len(train) < per_rank * world:
+        raise ValueError(
+            f"{len(train)} training slices are fewer than one batch of {per_rank}"
+            + (f" on each of {world} ranks" if world > 1 else "")
+            + "; lower batch_size (batch norm needs at least 2 images per batch)"
+        )
+    if distributed:
+        dataset = SliceDataset(train, config.input_size, augment=augment, downsample_mode=config.downsample_mode,
+                               seed=config.seed)  # fmt: skip
+        sampler = torch.utils.data.DistributedSampler(dataset, world, rank, shuffle=True, seed=config.seed,
+                                                      drop_last=True)  # fmt: skip
+        batches: Any = torch.utils.data.DataLoader(dataset, per_rank, sampler=sampler, drop_last=True)
+        if len(batches) == 0:
+            raise ValueError(f"{len(train)} training slices over {world} ranks leave no batch of {per_rank}")
+    else:
+        batches = SliceBatches(train, config.input_size, per_rank, drop_last=True, augment=augment,
+                               downsample_mode=config.downsample_mode, seed=config.seed)  # fmt: skip
+    steps = len(batches)
+    sched = _scheduler(config, opt, steps)
+    use_amp = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    ddp_model: torch.nn.Module = model
+    if distributed:
+        ids = [device.index] if device.type == "cuda" else None
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    x_val = downsample(val.images, config.input_size, config.downsample_mode)
+    y_val = torch.from_numpy(val.masks)
+    # each rank scores its share of the validation slices; the counts are gathered
+    x_val_rank, y_val_rank = x_val[rank::world], y_val[rank::world]
+
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"mean_jaccard": -math.inf}
+    start_epoch, elapsed = 1, 0.0
+    if last is not None:
+        model.load_state_dict(last["state_dict"])
+        opt.load_state_dict(last["optimizer"])
+        sched.load_state_dict(last["scheduler"])
+        scaler.load_state_dict(last["scaler"])
+        history, best = list(last["history"]), dict(last["best"])
+        start_epoch, elapsed = int(last["epoch"]) + 1, float(last["train_seconds"])
+        log.info("resuming %s at epoch %d of %d", out, start_epoch, config.epochs)
+    elif writer:
+        assert out is not None
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
+        _write_text(out / "config.yaml", config.to_yaml())
         save_split(split, out / "split.json")
 
-    history: list[dict[str, float]] = []
-    best: dict[str, Any] = {"mean_jaccard": -math.inf}
-    start = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
-        model.train()
+    metrics: dict[str, Any] = dict(last["final"]) if last is not None else {}
+    for epoch in range(start_epoch, config.epochs + 1):
+        ddp_model.train()
+        if distributed:
+            sampler.set_epoch(epoch)
+            dataset.set_epoch(epoch)
+        else:
+            batches.set_epoch(epoch)
         t0, total, seen = time.perf_counter(), 0.0, 0
-        # drop the last partial batch: batch norm at the 1x1 bottleneck needs more than one image
-        order = rng.permutation(len(x_train))[: steps_per_epoch * config.batch_size]
-        for idx in np.array_split(order, steps_per_epoch):
-            idx_t = torch.from_numpy(idx)
-            outs = model(x_train[idx_t])
-            loss = criterion(outs, y_train[idx_t])
+        for i, (x, y) in enumerate(batches, start=1):
+            x = x.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
+            with torch.autocast(device.type, enabled=use_amp):
+                outs = ddp_model(x)  # [(B, K, h, w), ..., (B, K, S, S)]
+                loss = criterion([o.float() for o in outs], y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
-            total += loss.item() * len(idx)
-            seen += len(idx)
+            total += loss.item() * len(x)
+            seen += len(x)
+            if on_batch is not None and rank == 0:
+                on_batch(i, steps, total / seen, seen * world / (time.perf_counter() - t0))
         train_s = time.perf_counter() - t0
-        metrics = evaluate(model, x_val, y_val)
+        elapsed += train_s
+        full, low = _evaluate_counts(model, x_val_rank, y_val_rank, 64, val.class_names)
+        train_loss = total / seen
+        if distributed:
+            full, low = _gather_counts(full), _gather_counts(low)
+            loss_t = torch.tensor([train_loss], dtype=torch.float64)
+            dist.all_reduce(loss_t)
+            train_loss = float(loss_t) / world
+        metrics = _metrics_dict(full, low, tuple(y_val.shape[-2:]), model.input_size)
         row = {
             "epoch": epoch,
-            "train_loss": total / seen,
+            "train_loss": train_loss,
             "val_mean_dice": metrics["mean_dice"],
             "val_mean_jaccard": metrics["mean_jaccard"],
+            "val_mean_jaccard_global": metrics["mean_jaccard_global"],
+            "lr": opt.param_groups[0]["lr"],
             "epoch_seconds": train_s,
-            "images_per_second": seen / train_s,
+            "images_per_second": seen * world / train_s,
         }
         history.append(row)
         log.info(
@@ -177,26 +445,121 @@ def fit(config: TrainConfig, data: SliceData, out_dir: str | Path | None = None)
             config.model, config.head, epoch, config.epochs, row["train_loss"],
             row["val_mean_dice"], row["val_mean_jaccard"], row["images_per_second"],
         )  # fmt: skip
-        if metrics["mean_jaccard"] > best["mean_jaccard"]:
+        improved = metrics["mean_jaccard"] > best["mean_jaccard"]
+        if improved:
             best = {**metrics, "epoch": epoch}
-            if out is not None:
-                save_checkpoint(out / "checkpoint_best.pt", model, train_config=asdict(config), epoch=epoch)
+        if writer:
+            assert out is not None
+            if improved:
+                save_checkpoint(out / "checkpoint_best.pt", model, train_config=asdict(config), epoch=epoch,
+                                metrics=metrics)  # fmt: skip
+            save_checkpoint(
+                out / "checkpoint_last.pt", model, train_config=asdict(config), epoch=epoch,
+                optimizer=opt.state_dict(), scheduler=sched.state_dict(), scaler=scaler.state_dict(),
+                history=history, best=best, final=metrics, train_seconds=elapsed,
+            )  # fmt: skip
+            _write_text(out / "history.csv", _history_csv(history))
+        if on_epoch is not None and rank == 0:
+            on_epoch(row)
+
     result = {
         "config": asdict(config),
+        "split": split,
         "best": best,
         "final": metrics,
-        "train_seconds": time.perf_counter() - start,
-        "n_train": len(x_train),
-        "n_val": len(x_val),
+        "history": history,
+        "train_seconds": elapsed,
+        "epochs_run": len(history),
+        "n_train": len(train),
+        "n_val": len(val),
         "params": sum(p.numel() for p in model.parameters()),
         "head_params": sum(p.numel() for p in model.head.parameters()),
     }
-    if out is not None:
-        with open(out / "history.csv.tmp", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
-        (out / "history.csv.tmp").replace(out / "history.csv")
-        (out / "metrics.json.tmp").write_text(json.dumps(result, indent=1))
-        (out / "metrics.json.tmp").replace(out / "metrics.json")
+    if writer:
+        assert out is not None
+        _write_text(out / "metrics.json", json.dumps({k: v for k, v in result.items() if k != "history"}, indent=1))
     return result
+
+
+def _gather_counts(metrics: SegmentationMetrics) -> SegmentationMetrics:
+    """Every rank's per-image counts, merged into one accumulator (the same on every rank)."""
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, metrics.counts())
+    merged = SegmentationMetrics(metrics.num_classes, metrics.class_names, metrics.empty)
+    for counts in gathered:
+        merged.add_counts(*counts)
+    return merged
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    on_epoch: EpochCallback | None = None,
+    on_batch: BatchCallback | None = None,
+) -> dict[str, Any]:
+    """Load ``config.data`` and :func:`fit`; under ``torchrun`` (``WORLD_SIZE`` > 1) with DDP.
+
+    The process group is started here when the environment describes one (gloo on CPU,
+    NCCL on CUDA) and torn down at the end; only rank 0 writes files.
+    """
+    started = False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        backend = "nccl" if _device(config).type == "cuda" else "gloo"
+        dist.init_process_group(backend)
+        started = True
+    try:
+        data = load_training_data(config)
+        return fit(config, data, out_dir, resume=resume, on_epoch=on_epoch, on_batch=on_batch)
+    finally:
+        if started:
+            dist.destroy_process_group()
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str | None = None,
+    split: str = "val",
+    data_options: dict[str, Any] | None = None,
+    split_file: str | Path | None = None,
+) -> dict[str, Any]:
+    """Score a checkpoint at full resolution (and, labelled, at input resolution).
+
+    Args:
+        checkpoint: a ``checkpoint_*.pt``.
+        data: a data spec; default: the one the checkpoint was trained on.
+        split: ``"val"`` (the validation patients of the run's ``split.json``, next to the
+            checkpoint or given as ``split_file``) or ``"all"``.
+        data_options: reader options; default: the training run's.
+        split_file: the split to use for ``"val"``.
+
+    Returns:
+        The metrics (``dice``, ``jaccard`` per class, ``mean_dice``, ``mean_jaccard``,
+        global variants, ``resolution``, ``n_images``, ``input_resolution``) plus
+        ``checkpoint``, ``data`` and ``split``.
+    """
+    from jnet.checkpoint import load_checkpoint
+
+    check_option("split", split, ("val", "all"))
+    model, ckpt = load_checkpoint(checkpoint)
+    trained = TrainConfig.from_dict(ckpt.get("train_config", {}), str(checkpoint))
+    spec = data or trained.data
+    options = dict(trained.data_options if data_options is None else data_options)
+    config = dataclasses.replace(trained, data=spec, data_options=options, cache_dir=None)
+    slices = load_training_data(config)
+    if split == "val":
+        path = Path(split_file) if split_file else Path(checkpoint).with_name("split.json")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no split.json for --split val (give --split all or a split file)")
+        chosen = json.loads(path.read_text())["val"]
+        slices = slices.subset(np.isin(slices.patient_id, chosen))
+        if len(slices) == 0:
+            raise ValueError(f"none of the validation patients of {path} are in {spec}")
+    if slices.images.shape[1] != model.config["in_channels"]:
+        raise ValueError(
+            f"{spec} has {slices.images.shape[1]} channel(s) but the model expects {model.config['in_channels']}"
+        )
+    inputs = downsample(slices.images, model.input_size[0], trained.downsample_mode)
+    result = evaluate(model, inputs, torch.from_numpy(slices.masks), class_names=slices.class_names)
+    return {**result, "checkpoint": str(checkpoint), "data": spec, "split": split}
