@@ -1,0 +1,499 @@
+"""Latency and throughput on the CPU: eager PyTorch against ONNX Runtime, with the context to trust them.
+
+Method: every configuration is a *runner*, a callable that processes one fixed batch. It is
+called ``warmup`` times untimed, then ``runs`` times, each call timed alone with
+``time.perf_counter``; results give the median and the 90th percentile of the per-batch
+latency (the mean is reported too, but one preempted run moves it). :func:`compare` alternates
+two runners call by call, so that both see the same background load and clock drift, and gives
+the ratio of their medians.
+
+Every result carries its context: torch and onnxruntime versions, thread count, CPU model and
+vector extensions, batch size and the load average before and after (other processes on the
+machine disturb timings; a load above the core count means the numbers are pessimistic).
+
+The dense-matmul peak (:func:`matmul_peak`) is the rate of a large float32 matrix product
+with the same thread count, ``n**3`` MACs per product: an achievable ceiling for this CPU.
+A model's efficiency is its GMAC/s (its MACs per image, :func:`jnet.profile.count_macs`, times
+images per second) divided by that peak.
+
+ONNX Runtime's idle pool threads spin by default. A single configuration is timed that way
+(its fastest setting on an idle machine); whenever two runners alternate (:func:`compare_settings`,
+``head_share``) spinning is turned off, because a spinning pool steals the cores the other
+runner needs between calls.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import os
+import platform
+import re
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from jnet import __version__
+from jnet._options import check_option
+from jnet.model import JNet
+
+RUNTIMES = ("torch", "onnxruntime")
+_ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_int8", "amx_bf16")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from ``/proc/cpuinfo`` on Linux, else :mod:`platform`)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    return match.group(1).strip() if match else (platform.processor() or platform.machine())
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    match = re.search(r"^flags\s*:\s*(.+)$", text, re.MULTILINE)
+    flags = set(match.group(1).split()) if match else set()
+    return [f for f in _ISA_FLAGS if f in flags]
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages, or ``None`` where the OS has none."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def environment(threads: int | None = None) -> dict[str, Any]:
+    """Where a measurement was taken: versions, threads, CPU, cores, date and load."""
+    try:
+        import onnxruntime
+
+        ort_version: str | None = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
+    return {
+        "jnet": __version__,
+        "torch": torch.__version__,
+        "onnxruntime": ort_version,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_flags": _cpu_flags(),
+        "cpu_count": os.cpu_count(),
+        "threads": threads or torch.get_num_threads(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "load_average": load_average(),
+    }
+
+
+def latency_stats(seconds: Sequence[float], batch_size: int = 1) -> dict[str, float]:
+    """Median, 90th percentile, mean and minimum latency in ms, and images per second at the median."""
+    if not seconds:
+        raise ValueError("no timings to summarise (runs must be >= 1)")
+    ms = np.asarray(seconds, dtype=np.float64) * 1e3
+    median = float(np.median(ms))
+    return {
+        "latency_ms_median": median,
+        "latency_ms_p90": float(np.percentile(ms, 90)),
+        "latency_ms_mean": float(ms.mean()),
+        "latency_ms_min": float(ms.min()),
+        "images_per_second": batch_size * 1e3 / median,
+    }
+
+
+def time_calls(fn: Callable[[], Any], runs: int, warmup: int = 0) -> list[float]:
+    """Seconds of each of ``runs`` calls of ``fn`` after ``warmup`` untimed ones."""
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+class _Threads:
+    """Sets PyTorch's intra-op threads for a block and restores them."""
+
+    def __init__(self, threads: int | None) -> None:
+        self.threads = threads
+
+    def __enter__(self) -> None:
+        self.saved = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_num_threads(self.saved)
+
+
+def matmul_peak(threads: int | None = None, n: int = 1024, runs: int = 10, warmup: int = 3) -> dict[str, Any]:
+    """The rate of an ``n x n`` float32 matrix product on this CPU: ``n**3`` MACs / median time.
+
+    Returns:
+        ``n``, ``threads``, ``time_ms_median`` and ``gmacs_per_second``.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
+    out = torch.empty(n, n)
+    with _Threads(threads), torch.inference_mode():
+        used = torch.get_num_threads()
+        times = time_calls(lambda: torch.mm(a, b, out=out), runs, warmup)
+    median = statistics.median(times)
+    return {"n": n, "threads": used, "time_ms_median": median * 1e3, "gmacs_per_second": n**3 / median / 1e9}
+
+
+class TorchRunner:
+    """Eager PyTorch: the eval-mode model on a fixed random batch, under ``torch.inference_mode``."""
+
+    runtime = "torch"
+
+    def __init__(self, model: torch.nn.Module, input_shape: Sequence[int], threads: int | None = None) -> None:
+        self.model = copy.deepcopy(model).eval()
+        if isinstance(self.model, JNet):
+            self.model.return_all = False
+        self.input_shape = tuple(input_shape)
+        self.x = torch.randn(self.input_shape, generator=torch.Generator().manual_seed(0))
+        self.threads = threads or torch.get_num_threads()
+
+    def __call__(self) -> None:
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            self.model(self.x)
+
+
+class OnnxRunner:
+    """ONNX Runtime (CPU) on a fixed random batch of ``batch_size``; ``spinning`` as in
+    :func:`jnet.export.ort_session` (off when alternated with another runner)."""
+
+    runtime = "onnxruntime"
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        batch_size: int = 1,
+        threads: int | None = None,
+        optimization: str = "all",
+        spinning: bool = True,
+    ) -> None:
+        from jnet.export import ort_session
+
+        self.path = Path(path)
+        self.threads = threads or torch.get_num_threads()
+        self.session = ort_session(self.path, threads=self.threads, optimization=optimization, spinning=spinning)
+        spec = self.session.get_inputs()[0]
+        dims = [batch_size if not isinstance(d, int) or i == 0 else d for i, d in enumerate(spec.shape)]
+        if isinstance(spec.shape[0], int) and spec.shape[0] != batch_size:
+            raise ValueError(f"{self.path}: the batch axis is fixed to {spec.shape[0]}, cannot run batch {batch_size}")
+        self.input_shape = tuple(dims)
+        self.name = spec.name
+        self.x = np.random.default_rng(0).standard_normal(self.input_shape).astype(np.float32)
+
+    def __call__(self) -> None:
+        self.session.run(None, {self.name: self.x})
+
+
+Runner = TorchRunner | OnnxRunner
+
+
+def compare(
+    a: Runner | Callable[[], Any],
+    b: Runner | Callable[[], Any],
+    runs: int = 100,
+    warmup: int = 10,
+    labels: tuple[str, str] = ("a", "b"),
+    batch_size: int = 1,
+) -> dict[str, Any]:
+    """Time two runners alternately (a, b, a, b, ...) in this process.
+
+    Returns:
+        ``{labels[0]: stats, labels[1]: stats, "ratio": median_b / median_a,
+        "speedup": median_a / median_b, "runs", "warmup"}`` with :func:`latency_stats` stats.
+    """
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
+    for _ in range(warmup):
+        a()
+        b()
+    times_a: list[float] = []
+    times_b: list[float] = []
+    for i in range(runs):
+        # alternate which goes first, so neither always follows the other
+        order = ((a, times_a), (b, times_b)) if i % 2 == 0 else ((b, times_b), (a, times_a))
+        for fn, times in order:
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    sa, sb = latency_stats(times_a, batch_size), latency_stats(times_b, batch_size)
+    return {
+        labels[0]: sa,
+        labels[1]: sb,
+        "ratio": sb["latency_ms_median"] / sa["latency_ms_median"],
+        "speedup": sa["latency_ms_median"] / sb["latency_ms_median"],
+        "runs": runs,
+        "warmup": warmup,
+    }
+
+
+def build_model(
+    checkpoint: str | os.PathLike | None = None,
+    model: str = "elunet",
+    head: str = "jnet",
+    input_size: int = 16,
+    output_size: int = 256,
+    num_classes: int = 1,
+    in_channels: int = 1,
+    width: int | None = None,
+) -> JNet:
+    """The model of a checkpoint, or (without one) a freshly initialised configuration, in eval mode."""
+    if checkpoint is not None:
+        from jnet.checkpoint import load_checkpoint
+
+        return load_checkpoint(Path(checkpoint))[0]
+    options = {} if width is None else {"width": width}
+    net = JNet(
+        model, num_classes, input_size, output_size, head=head, in_channels=in_channels, backbone_options=options
+    )
+    return net.eval()
+
+
+def model_from_onnx(path: str | os.PathLike) -> JNet:
+    """The (weightless, meta-device) JNet an exported file was made from, read from its metadata."""
+    from jnet.export import read_metadata
+
+    config = read_metadata(path)["model_config"]
+    if config is None:
+        raise ValueError(f"{path}: no jnet model configuration in its metadata (not exported by jnet export)")
+    with torch.device("meta"):
+        return JNet(**config).eval()
+
+
+def describe(model: JNet) -> dict[str, Any]:
+    """The configuration keys a benchmark result is filed under (``model``, ``head``, ``input_size`` ...)."""
+    cfg: dict[str, Any] = model.config
+    h, w = model.input_size
+    oh, ow = model.output_size
+    return {
+        "model": cfg["backbone"],
+        "head": cfg["head"],
+        "input_size": h if h == w else [h, w],
+        "output_size": oh if oh == ow else [oh, ow],
+        "num_classes": cfg["num_classes"],
+        "in_channels": cfg["in_channels"],
+        "width": cfg["backbone_options"].get("width"),
+    }
+
+
+def make_runner(
+    model: JNet,
+    runtime: str = "torch",
+    batch_size: int = 1,
+    threads: int | None = None,
+    onnx_path: str | os.PathLike | None = None,
+    workdir: str | os.PathLike | None = None,
+    optimization: str = "all",
+    spinning: bool = True,
+) -> Runner:
+    """A runner for ``model`` on ``runtime``; ONNX Runtime uses ``onnx_path`` or an fp32 export into ``workdir``."""
+    from jnet.export import in_channels
+
+    check_option("runtime", runtime, RUNTIMES)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if runtime == "torch":
+        if onnx_path is not None:
+            raise ValueError("an ONNX file runs with --runtime onnxruntime, not torch")
+        if any(p.is_meta for p in model.parameters()):
+            raise ValueError("the torch runtime needs the model's weights: give a checkpoint or a model name")
+        shape = (batch_size, in_channels(model), *model.input_size)
+        return TorchRunner(model, shape, threads)
+    if onnx_path is None:
+        from jnet.export import export_onnx
+
+        if workdir is None:
+            raise ValueError("exporting for ONNX Runtime needs a working folder")
+        onnx_path = export_onnx(model, Path(workdir) / f"model_{id(model)}.onnx")
+    return OnnxRunner(onnx_path, batch_size=batch_size, threads=threads, optimization=optimization, spinning=spinning)
+
+
+def benchmark(
+    model: JNet,
+    runtime: str = "torch",
+    batch_size: int = 1,
+    threads: int | None = None,
+    runs: int = 100,
+    warmup: int = 10,
+    onnx_path: str | os.PathLike | None = None,
+    peak: bool = False,
+    peak_size: int = 1024,
+    head_share: bool = False,
+    optimization: str = "all",
+) -> dict[str, Any]:
+    """Latency of ``model`` on ``runtime`` at ``batch_size``, with its context.
+
+    Args:
+        model: the model (random weights time the same as trained ones); with ``onnx_path``
+            it only names the configuration and gives the MACs (see :func:`model_from_onnx`).
+        runtime: ``"torch"`` (eager) or ``"onnxruntime"`` (an fp32 export unless ``onnx_path``).
+        batch_size: images per call.
+        threads: intra-op threads of both runtimes (default: PyTorch's current number).
+        runs, warmup: timed and untimed calls.
+        onnx_path: time this ONNX file (e.g. an int8 export) instead of exporting.
+        peak: also measure :func:`matmul_peak` and the model's fraction of it.
+        peak_size: the matrix side of the peak measurement.
+        head_share: also time the backbone alone (same runtime, alternated with the full
+            model) and report the head's share of the latency.
+        optimization: ONNX Runtime graph optimisation level.
+
+    Returns:
+        :func:`describe` keys, ``runtime``, ``precision``, ``batch_size``, ``threads``,
+        ``runs``, ``warmup``, the :func:`latency_stats` keys, ``gmacs_per_image``,
+        ``gmacs_per_second``, optionally ``peak`` / ``peak_gmacs_per_second`` /
+        ``fraction_of_peak`` and ``backbone_latency_ms_median`` / ``head_share``, and
+        ``environment``.
+    """
+    from jnet.export import in_channels
+    from jnet.profile import count_macs
+
+    threads = threads or torch.get_num_threads()
+    shape = (batch_size, in_channels(model), *model.input_size)
+    load_before = load_average()
+    result: dict[str, Any] = {**describe(model), "runtime": runtime, "batch_size": batch_size, "threads": threads}
+    result["precision"] = "fp32"
+    if onnx_path is not None:
+        from jnet.export import read_metadata
+
+        result["precision"] = read_metadata(onnx_path)["precision"] or "fp32"
+        result["onnx"] = str(onnx_path)
+    with tempfile.TemporaryDirectory() as tmp, _Threads(threads):
+        # alternated with the backbone (head_share): no spinning, as in compare_settings
+        runner = make_runner(model, runtime, batch_size, threads, onnx_path, tmp, optimization, not head_share)
+        if head_share:
+            backbone = _backbone_runner(model, runtime, shape, threads, tmp, optimization)
+            both = compare(runner, backbone, runs, warmup, ("full", "backbone"), batch_size)
+            stats = both["full"]
+            result["backbone_latency_ms_median"] = both["backbone"]["latency_ms_median"]
+            result["head_share"] = 1.0 - both["ratio"]
+        else:
+            stats = latency_stats(time_calls(runner, runs, warmup), batch_size)
+        result.update(runs=runs, warmup=warmup, **stats)
+        macs = count_macs(model, (1, *shape[1:]))
+        result["gmacs_per_image"] = macs / 1e9
+        result["gmacs_per_second"] = macs / 1e9 * stats["images_per_second"]
+        if peak:
+            result["peak"] = matmul_peak(threads, n=peak_size)
+            result["peak_gmacs_per_second"] = result["peak"]["gmacs_per_second"]
+            result["fraction_of_peak"] = result["gmacs_per_second"] / result["peak_gmacs_per_second"]
+    result["environment"] = environment(threads)
+    result["environment"]["load_average_before"] = load_before
+    return result
+
+
+def _backbone_runner(
+    model: JNet, runtime: str, shape: tuple[int, ...], threads: int, workdir: str, optimization: str
+) -> Runner:
+    if any(p.is_meta for p in model.parameters()):
+        raise ValueError("timing the backbone alone needs the model's weights (a checkpoint or a model name)")
+    if runtime == "torch":
+        return TorchRunner(model.backbone, shape, threads)
+    from jnet.export import export_onnx
+
+    path = export_onnx(model.backbone, Path(workdir) / "backbone.onnx", input_shape=(1, *shape[1:]))
+    return OnnxRunner(path, batch_size=shape[0], threads=threads, optimization=optimization, spinning=False)
+
+
+def compare_settings(
+    model_a: JNet,
+    model_b: JNet,
+    setting_a: dict[str, Any],
+    setting_b: dict[str, Any],
+    runs: int = 100,
+    warmup: int = 10,
+) -> dict[str, Any]:
+    """Two configurations, alternated in one process (:func:`compare`), with their context.
+
+    Each setting holds :func:`make_runner`'s ``runtime``, ``batch_size``, ``threads``,
+    ``onnx_path`` and ``optimization``. ONNX Runtime's pool threads do not spin here: spinning
+    between its calls would take the cores from the other runner (measured on 2 cores: eager
+    PyTorch at 2 threads went from 6 ms to 365 ms per call). Returns :func:`compare`'s result under the labels
+    ``"a"`` and ``"b"``, plus ``config_a`` / ``config_b`` (:func:`describe` + the setting) and
+    ``environment``.
+    """
+    load_before = load_average()
+    with tempfile.TemporaryDirectory() as tmp:
+        ra = make_runner(model_a, workdir=tmp, spinning=False, **setting_a)
+        rb = make_runner(model_b, workdir=tmp, spinning=False, **setting_b)
+        batch = setting_a.get("batch_size", 1)
+        if setting_b.get("batch_size", 1) != batch:
+            # different batches: compare per-image time
+            raise ValueError("--compare with another batch size is not a like-for-like ratio; benchmark each alone")
+        result = compare(ra, rb, runs, warmup, ("a", "b"), batch)
+    result["config_a"] = {**describe(model_a), **_plain(setting_a)}
+    result["config_b"] = {**describe(model_b), **_plain(setting_b)}
+    result["environment"] = environment(setting_a.get("threads"))
+    result["environment"]["load_average_before"] = load_before
+    return result
+
+
+def _plain(setting: dict[str, Any]) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in setting.items()}
+
+
+def onnx_op_profile(
+    path: str | os.PathLike, batch_size: int = 1, threads: int | None = None, runs: int = 100, top: int = 15
+) -> dict[str, Any]:
+    """Per-node times of an ONNX file from ONNX Runtime's profiler: where the latency goes.
+
+    Nodes are the ones ORT runs after its graph optimisations (fused, NCHWc-blocked and
+    ``Reorder*`` layout nodes included). Returns ``total_us`` (the sum of the nodes' median
+    times per run), ``by_op`` (``{op type: us}``, largest first) and ``top`` (the ``top``
+    slowest nodes: ``name``, ``op``, ``us``, ``output_shape``).
+    """
+    import json as _json
+
+    from jnet.export import ort_session
+
+    with tempfile.TemporaryDirectory() as tmp:
+        session = ort_session(path, threads=threads, profile_prefix=str(Path(tmp) / "ort"))
+        spec = session.get_inputs()[0]
+        shape = [batch_size if i == 0 or not isinstance(d, int) else d for i, d in enumerate(spec.shape)]
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        for _ in range(runs):
+            session.run(None, {spec.name: x})
+        events = _json.loads(Path(session.end_profiling()).read_text())
+    times: dict[str, list[float]] = {}
+    info: dict[str, tuple[str, str]] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            name = e["name"][: -len("_kernel_time")]
+            times.setdefault(name, []).append(float(e["dur"]))
+            info[name] = (e["args"].get("op_name", "?"), str(e["args"].get("output_type_shape", "")))
+    medians = {name: statistics.median(v) for name, v in times.items()}
+    by_op: dict[str, float] = {}
+    for name, us in medians.items():
+        by_op[info[name][0]] = by_op.get(info[name][0], 0.0) + us
+    slowest = sorted(medians, key=medians.__getitem__, reverse=True)[:top]
+    return {
+        "total_us": sum(medians.values()),
+        "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
+        "top": [{"name": n, "op": info[n][0], "us": medians[n], "output_shape": info[n][1]} for n in slowest],
+    }
