@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from jnet._options import check_option
-from jnet.data.prepare import SliceData, downsample, normalize_slices
+from jnet.data.prepare import SliceData, normalize_slices
 from jnet.data.synthetic import make_synthetic
 from jnet.heads import list_heads
 from jnet.train import TrainConfig, fit
@@ -93,41 +92,13 @@ def format_table(results: dict[str, Any]) -> str:
 
 
 def _figure(data: SliceData, results: dict[str, Any], out: Path, heads: list[str]) -> Path | None:
-    """Image at 256 and 16, truth, and each head's prediction for three validation slices."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # optional: pip install jnet[plot]
-        return None
-    from jnet.checkpoint import load_checkpoint
-    from jnet.metrics import logits_to_labels, upsample_logits
+    """Image and truth at 256 and 16, and each head's prediction, for three validation slices."""
+    from jnet.sweep import ExampleRow, example_figure
 
     split = json.loads((out / f"elunet_{heads[0]}_16" / "split.json").read_text())
     val = data.subset(np.isin(data.patient_id, split["val"]))
     lesion = np.flatnonzero(val.masks.reshape(len(val), -1).sum(1) > 0)
     pick = lesion[np.linspace(0, len(lesion) - 1, 3).astype(int)] if len(lesion) else np.arange(min(3, len(val)))
-    x = downsample(val.images[pick], 16)
-    preds = {}
-    for head in heads:
-        model, _ = load_checkpoint(out / f"elunet_{head}_16" / "checkpoint_best.pt")
-        with torch.no_grad():
-            y = model(x)
-        preds[head] = logits_to_labels(upsample_logits(y, (256, 256)) if y.shape[-1] != 256 else y).numpy()
-    cols = ["image 256", "input 16", "truth 256", *[f"{h} head" for h in heads]]
-    fig, axes = plt.subplots(len(pick), len(cols), figsize=(2.2 * len(cols), 2.2 * len(pick)), squeeze=False)
-    for r, i in enumerate(pick):
-        panels = [val.images[i, 0], x[r, 0].numpy(), val.masks[i], *[preds[h][r] for h in heads]]
-        for c, (ax, img) in enumerate(zip(axes[r], panels, strict=True)):
-            ax.imshow(img, cmap="gray" if c < 2 else "magma", interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(cols[c], fontsize=9)
-    fig.tight_layout()
-    tmp = out / "figure.tmp.png"
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(out / "figure.png")
-    return out / "figure.png"
+    checkpoints = {f"{h} head": out / f"elunet_{h}_16" / "checkpoint_best.pt" for h in heads}
+    rows = [ExampleRow(val.images[i], val.masks[i], 16, checkpoints) for i in pick]
+    return example_figure(rows, out / "figure.png")

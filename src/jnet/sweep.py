@@ -1,0 +1,771 @@
+"""``jnet sweep``: a grid of training runs, summarised like the paper's Tables 2 and 3.
+
+The sweep file
+--------------
+A YAML mapping with up to four keys; any other key is an error.
+
+``base``
+    :class:`jnet.train.TrainConfig` settings shared by every run; the others keep their
+    defaults.
+``grid``
+    ``setting: [value, ...]``: every combination of the values is one run, its values set over
+    ``base``. Each value must be a non-empty list (``head: [jnet]`` for one value; a setting
+    that is itself a list, such as ``loss_weights``, is written as a list of lists). ``grid``
+    may also be a list of such mappings, whose runs are taken one mapping after the other
+    (e.g. a second backbone at fewer input sizes). Without ``grid``, ``base`` is one run.
+``variants``
+    Named extra runs such as ablations: ``name: {setting: value, ...}``, set over ``base``
+    (not over the grid) and crossed with every ``input_size`` and every ``seed`` that the grid
+    runs use. A variant may give its own ``input_size`` and ``seed``, as one value or a list.
+``figure``
+    The qualitative figure: ``methods`` (the methods drawn, named as in the tables; default:
+    the grid's methods, per backbone the ``none`` head first, then ``jnet``, then the rest)
+    and ``seed`` (whose runs are drawn; default: the smallest).
+
+Example (``configs/sweep_demo.yaml`` is a complete one)::
+
+    base: {data: synthetic, output_size: 256, epochs: 20}
+    grid: {model: [elunet], head: [none, interp, jnet], input_size: [16, 32], seed: [0, 1, 2]}
+    variants:
+      jnet-final-loss: {head: jnet, loss_weights: final}
+
+Every run is checked before anything trains: unknown settings, empty or non-list grid axes,
+unknown backbones, heads, head options, losses, and input/output sizes a head cannot join
+raise a ValueError that names the file and the run. Relative paths in the settings (``data``,
+``split_file``, ``cache_dir``) are used as written: run from the folder they are relative to
+(the repository root for the files in ``configs/``).
+
+Names
+-----
+A grid run's folder is ``{model}_{head}_r{input_size}_s{seed}``, followed by
+``_{setting}-{value}`` for each other grid axis; a variant's is ``{name}_r{input_size}_s{seed}``.
+A method, one row of the tables, is ``model+head`` (plus ``+setting=value`` per other grid
+axis) or ``model+head+name`` for a variant; its seeds are aggregated.
+
+The sweep folder
+----------------
+::
+
+    OUT/sweep.yaml                   the sweep, as read
+    OUT/<run>/                       one run directory per run, as jnet train writes it
+    OUT/results.csv                  one row per run (columns: RESULT_COLUMNS + per-class ones)
+    OUT/results.md                   per input size: mean +- std over seeds of every method
+    OUT/examples.png                 one row per input size: image, truth, each method's prediction
+    OUT/jaccard_vs_input_size.png    mean Jaccard at full resolution against input size
+
+A run whose ``metrics.json`` exists is finished and skipped, so running the same sweep again
+resumes it; an interrupted run (``checkpoint_last.pt`` but no ``metrics.json``) continues from
+its last finished epoch. A run folder whose ``config.yaml`` no longer matches the sweep (in
+anything but ``device``, ``threads`` and ``cache_dir``) is an error rather than a silent mix.
+Each distinct data set (``data``, ``data_options``, ``output_size``, ``cache_dir``) is loaded
+once per sweep. Results are rewritten after every run, so a long sweep can be watched;
+every file is written to a temporary name and renamed. Figures need matplotlib
+(``pip install 'jnet[plot]'``); without it they are skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import logging
+import re
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from jnet._options import check_option
+from jnet.data.prepare import SliceData, downsample
+from jnet.train import TrainConfig, fit, load_training_data
+
+__all__ = [
+    "RESULT_COLUMNS",
+    "ExampleRow",
+    "Sweep",
+    "SweepRun",
+    "example_figure",
+    "format_markdown",
+    "load_sweep",
+    "plot_quality",
+    "result_row",
+    "run_status",
+    "run_sweep",
+    "summarize",
+    "write_figures",
+    "write_results",
+]
+
+log = logging.getLogger(__name__)
+
+SWEEP_KEYS = ("base", "grid", "variants", "figure")
+FIGURE_KEYS = ("methods", "seed")
+RESULTS_CSV = "results.csv"
+RESULTS_MD = "results.md"
+EXAMPLES_PNG = "examples.png"
+QUALITY_PNG = "jaccard_vs_input_size.png"
+# results.csv: these columns, with dice_<class> / jaccard_<class> after mean_jaccard_global
+RESULT_COLUMNS = (
+    "run", "method", "model", "head", "variant", "input_size", "output_size", "seed",
+    "mean_dice", "mean_jaccard", "mean_dice_global", "mean_jaccard_global",
+    "input_res_mean_dice", "input_res_mean_jaccard", "best_epoch", "train_seconds", "params", "head_params",
+)  # fmt: skip
+_NAMED_AXES = ("model", "head", "input_size", "seed")
+_NOT_COMPARED = ("device", "threads", "cache_dir")  # may change when a run is resumed
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass
+class SweepRun:
+    """One training run of a sweep: its folder ``name``, table row ``method``, ``variant`` ("" for grid runs)."""
+
+    name: str
+    method: str
+    variant: str
+    config: TrainConfig
+
+
+@dataclass
+class Sweep:
+    """A parsed sweep file: the runs, in order, and the qualitative figure's settings.
+
+    Example:
+        >>> sweep = load_sweep({"grid": {"head": ["none", "jnet"], "input_size": [16, 32]}})
+        >>> [run.name for run in sweep.runs]
+        ['elunet_none_r16_s0', 'elunet_none_r32_s0', 'elunet_jnet_r16_s0', 'elunet_jnet_r32_s0']
+    """
+
+    runs: list[SweepRun]
+    figure_methods: list[str]
+    figure_seed: int | None
+    spec: dict[str, Any]
+
+    @property
+    def methods(self) -> list[str]:
+        """The methods (table rows), in order of first appearance."""
+        return list(dict.fromkeys(run.method for run in self.runs))
+
+
+# ------------------------------------------------------------------------------------------
+# reading and expanding a sweep file
+# ------------------------------------------------------------------------------------------
+
+
+def load_sweep(config: str | Path | Mapping[str, Any]) -> Sweep:
+    """Read and check a sweep file (or the same as a dict) and expand it into runs.
+
+    Args:
+        config: the path of a sweep YAML file, or its content as a mapping.
+
+    Raises:
+        ValueError: anything wrong in the file (see the module docstring), naming it.
+        FileNotFoundError: no such file.
+    """
+    spec, src = _read_spec(config)
+    unknown = sorted(set(spec) - set(SWEEP_KEYS))
+    if unknown:
+        raise ValueError(f"{src}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(SWEEP_KEYS)}")
+    base = spec.get("base") or {}
+    if not isinstance(base, Mapping):
+        raise ValueError(f"{src}: base must be a mapping of settings, got {base!r}")
+    base = dict(base)
+    TrainConfig.from_dict(base, f"{src}: base")
+
+    runs: list[SweepRun] = []
+    for block in _grid_blocks(spec.get("grid"), src):
+        extra = [axis for axis in block if axis not in _NAMED_AXES]
+        TrainConfig.from_dict({**base, **{axis: values[0] for axis, values in block.items()}}, f"{src}: grid")
+        for combo in itertools.product(*block.values()):
+            values = dict(zip(block, combo, strict=True))
+            config = TrainConfig.from_dict({**base, **values}, f"{src}: grid")
+            tags = [(axis, _tag(values[axis])) for axis in extra]
+            name = "_".join(
+                [config.model, config.head, f"r{config.input_size}", f"s{config.seed}"]
+                + [f"{axis}-{tag}" for axis, tag in tags]
+            )
+            method = "+".join([config.model, config.head] + [f"{axis}={tag}" for axis, tag in tags])
+            runs.append(SweepRun(name, method, "", config))
+
+    # the grid has at least one run (without a grid: base), so variants always have sizes and seeds
+    sizes = list(dict.fromkeys(run.config.input_size for run in runs))
+    seeds = list(dict.fromkeys(run.config.seed for run in runs))
+    variants = spec.get("variants") or {}
+    if not isinstance(variants, Mapping):
+        raise ValueError(f"{src}: variants must be a mapping of name: {{setting: value}}, got {variants!r}")
+    for key, overrides in variants.items():
+        where = f"{src}: variant {key!r}"
+        if not isinstance(key, str) or not _NAME.fullmatch(key):
+            raise ValueError(f"{where}: a variant name must be letters, digits, '.', '_' or '-'")
+        if not isinstance(overrides, Mapping):
+            raise ValueError(f"{where}: must be a mapping of settings, got {overrides!r}")
+        overrides = dict(overrides)
+        own_sizes = _axis_values(overrides.pop("input_size", sizes), "input_size", where)
+        own_seeds = _axis_values(overrides.pop("seed", seeds), "seed", where)
+        for size, seed in itertools.product(own_sizes, own_seeds):
+            config = TrainConfig.from_dict({**base, **overrides, "input_size": size, "seed": seed}, where)
+            runs.append(SweepRun(f"{key}_r{size}_s{seed}", f"{config.model}+{config.head}+{key}", key, config))
+
+    seen: dict[str, int] = {}
+    for run in runs:
+        seen[run.name] = seen.get(run.name, 0) + 1
+        _check_run(run, src)
+    repeated = [name for name, count in seen.items() if count > 1]
+    if repeated:
+        raise ValueError(
+            f"{src}: more than one run is named {', '.join(repeated)}; remove repeated grid values "
+            "or rename the variant"
+        )
+    methods, seed = _figure_settings(spec.get("figure"), runs, src)
+    return Sweep(runs, methods, seed, spec)
+
+
+def _read_spec(config: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    if isinstance(config, Mapping):
+        return dict(config), "sweep config"
+    import yaml
+
+    path = Path(config)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such sweep file")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from err
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path}: a sweep file must hold a mapping with {', '.join(SWEEP_KEYS)}")
+    return spec, str(path)
+
+
+def _grid_blocks(grid: Any, src: str) -> list[dict[str, list[Any]]]:
+    if grid is None:
+        return [{}]
+    if isinstance(grid, Mapping):
+        grid = [grid]
+    if not isinstance(grid, list) or not grid:
+        raise ValueError(f"{src}: grid must be a mapping of setting: [values] or a non-empty list of them")
+    blocks = []
+    for i, block in enumerate(grid):
+        where = f"{src}: grid" + (f" {i}" if len(grid) > 1 else "")
+        if not isinstance(block, Mapping):
+            raise ValueError(f"{where}: must be a mapping of setting: [values], got {block!r}")
+        for axis, values in block.items():
+            if not isinstance(values, list):
+                raise ValueError(f"{where}: axis {axis!r} must be a list of values (write {axis}: [{values}])")
+            if not values:
+                raise ValueError(f"{where}: axis {axis!r} is empty; give at least one value")
+        blocks.append(dict(block))
+    return blocks
+
+
+def _axis_values(values: Any, name: str, where: str) -> list[Any]:
+    values = values if isinstance(values, list) else [values]
+    if not values:
+        raise ValueError(f"{where}: {name} is empty; give at least one value")
+    return values
+
+
+def _tag(value: Any) -> str:
+    """A value as a piece of a folder name: ``{"init": "default"}`` -> ``init=default``."""
+    if isinstance(value, Mapping):
+        text = ",".join(f"{k}={_tag(v)}" for k, v in value.items()) or "default"
+    elif isinstance(value, (list, tuple)):
+        text = ",".join(_tag(v) for v in value)
+    else:
+        text = str(value)
+    return re.sub(r"[^A-Za-z0-9.,=+-]+", "-", text)
+
+
+def _check_run(run: SweepRun, src: str) -> None:
+    """The choices TrainConfig leaves to training time, checked now: model, head and loss."""
+    from jnet.heads import create_head
+    from jnet.losses import MultiScaleLoss
+    from jnet.models import list_models
+
+    c = run.config
+    try:
+        check_option("model", c.model, list_models())
+        create_head(c.head, 1, c.input_size, c.output_size, **c.head_options)
+        MultiScaleLoss(c.loss, weights=c.loss_weights, target_resize=c.target_resize)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{src}: run {run.name}: {err}") from err
+
+
+def _figure_settings(figure: Any, runs: list[SweepRun], src: str) -> tuple[list[str], int | None]:
+    figure = figure or {}
+    if not isinstance(figure, Mapping):
+        raise ValueError(f"{src}: figure must be a mapping with {' and/or '.join(FIGURE_KEYS)}")
+    unknown = sorted(set(figure) - set(FIGURE_KEYS))
+    if unknown:
+        raise ValueError(f"{src}: figure: unknown key(s) {', '.join(unknown)}; valid: {', '.join(FIGURE_KEYS)}")
+    all_methods = list(dict.fromkeys(run.method for run in runs))
+    methods = figure.get("methods")
+    if methods is None:
+        grid = [run for run in runs if not run.variant] or runs
+        models = list(dict.fromkeys(run.config.model for run in grid))
+        order = {"none": 0, "jnet": 1}
+        rank = {run.method: (models.index(run.config.model), order.get(run.config.head, 2)) for run in grid}
+        methods = sorted(rank, key=rank.__getitem__)  # stable: otherwise in order of appearance
+    else:
+        if not isinstance(methods, list) or not methods:
+            raise ValueError(f"{src}: figure: methods must be a non-empty list of method names")
+        for method in methods:
+            try:
+                check_option("method", method, all_methods)
+            except ValueError as err:
+                raise ValueError(f"{src}: figure: {err}") from err
+    seed = figure.get("seed")
+    if seed is not None and not any(run.config.seed == seed and run.method in methods for run in runs):
+        raise ValueError(f"{src}: figure: no run of the figure's methods has seed {seed!r}")
+    return list(methods), seed
+
+
+# ------------------------------------------------------------------------------------------
+# running
+# ------------------------------------------------------------------------------------------
+
+RunCallback = Callable[[dict[str, Any]], None]
+SweepEpochCallback = Callable[[str, dict[str, Any]], None]
+
+
+def run_status(run_dir: str | Path) -> str:
+    """``"skip"`` (finished: ``metrics.json``), ``"resume"`` (``checkpoint_last.pt``) or ``"train"``."""
+    run_dir = Path(run_dir)
+    if (run_dir / "metrics.json").is_file():
+        return "skip"
+    return "resume" if (run_dir / "checkpoint_last.pt").is_file() else "train"
+
+
+def run_sweep(
+    config: str | Path | Mapping[str, Any],
+    out_dir: str | Path,
+    *,
+    on_run: RunCallback | None = None,
+    on_epoch: SweepEpochCallback | None = None,
+) -> list[dict[str, Any]]:
+    """Train every run of a sweep that is not finished yet, then write the tables and figures.
+
+    Args:
+        config: a sweep file or its content (see the module docstring).
+        out_dir: the sweep folder; one run directory per run goes into it.
+        on_run: called before each run with ``{"run", "method", "index", "total", "dir",
+            "status"}``, ``status`` being ``"skip"``, ``"train"`` or ``"resume"``, and after a run
+            that trained with ``status="done"`` and its results row as ``"row"``.
+        on_epoch: called with ``(run name, history row)`` after every epoch.
+
+    Returns:
+        One results row per run (the rows of ``results.csv``), in the sweep's order.
+    """
+    sweep = load_sweep(config)
+    out = Path(out_dir)
+    _check_existing(sweep, out)
+    out.mkdir(parents=True, exist_ok=True)
+    import yaml
+
+    _write_text(out / "sweep.yaml", yaml.safe_dump(sweep.spec, sort_keys=False))
+    cache: dict[str, SliceData] = {}
+    rows: list[dict[str, Any]] = []
+    total = len(sweep.runs)
+    for index, run in enumerate(sweep.runs, start=1):
+        run_dir = out / run.name
+        event = {"run": run.name, "method": run.method, "index": index, "total": total, "dir": run_dir}
+        status = run_status(run_dir)
+        if on_run is not None:
+            on_run({**event, "status": status})
+        if status != "skip":
+            epoch_cb = None if on_epoch is None else (lambda row, name=run.name: on_epoch(name, row))
+            fit(run.config, _data(run.config, cache), run_dir, resume=True, on_epoch=epoch_cb)
+        row = result_row(run, json.loads((run_dir / "metrics.json").read_text()))
+        rows.append(row)
+        if status != "skip":
+            write_results(out, rows)
+            if on_run is not None:
+                on_run({**event, "status": "done", "row": row})
+    write_results(out, rows)
+    write_figures(sweep, out, rows, cache)
+    return rows
+
+
+def _check_existing(sweep: Sweep, out: Path) -> None:
+    """Refuse run folders written with other settings than the sweep now gives them."""
+    for run in sweep.runs:
+        path = out / run.name / "config.yaml"
+        if not path.is_file():
+            continue
+        saved, wanted = asdict(TrainConfig.from_yaml(path)), asdict(run.config)
+        changed = [k for k in wanted if k not in _NOT_COMPARED and saved[k] != wanted[k]]
+        if changed:
+            diff = ", ".join(f"{k}: {saved[k]!r} -> {wanted[k]!r}" for k in changed)
+            raise ValueError(
+                f"{out / run.name} was run with other settings ({diff}); delete that folder to rerun it, "
+                "or use another --out"
+            )
+
+
+def _data(config: TrainConfig, cache: dict[str, SliceData]) -> SliceData:
+    """The slices of ``config``, loaded once per distinct data set."""
+    key = json.dumps([config.data, config.data_options, config.output_size, config.cache_dir], sort_keys=True,
+                     default=str)  # fmt: skip
+    if key not in cache:
+        log.info("loading %s at %d", config.data, config.output_size)
+        cache[key] = load_training_data(config)
+    return cache[key]
+
+
+def _column(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower() or "class"
+
+
+def result_row(run: SweepRun, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The ``results.csv`` row of a run from its ``metrics.json`` (scores of the best epoch)."""
+    c, best = run.config, metrics["best"]
+    row: dict[str, Any] = {
+        "run": run.name, "method": run.method, "model": c.model, "head": c.head, "variant": run.variant,
+        "input_size": c.input_size, "output_size": c.output_size, "seed": c.seed,
+    }  # fmt: skip
+    for key in ("mean_dice", "mean_jaccard", "mean_dice_global", "mean_jaccard_global"):
+        row[key] = best[key]
+    for name in best["dice"]:
+        row[f"dice_{_column(name)}"] = best["dice"][name]
+        row[f"jaccard_{_column(name)}"] = best["jaccard"][name]
+    row["input_res_mean_dice"] = best["input_resolution"]["mean_dice"]
+    row["input_res_mean_jaccard"] = best["input_resolution"]["mean_jaccard"]
+    row["best_epoch"] = best.get("epoch")
+    for key in ("train_seconds", "params", "head_params"):
+        row[key] = metrics[key]
+    return row
+
+
+# ------------------------------------------------------------------------------------------
+# tables
+# ------------------------------------------------------------------------------------------
+
+
+def _class_names(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    names: dict[str, None] = {}
+    for row in rows:
+        for key in row:
+            if key.startswith("dice_") and f"jaccard_{key[5:]}" in row:
+                names[key[5:]] = None
+    return list(names)
+
+
+def _stat_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    classes = [f"{m}_{c}" for c in _class_names(rows) for m in ("dice", "jaccard")]
+    return [
+        "mean_dice", "mean_jaccard", "mean_dice_global", "mean_jaccard_global", *classes,
+        "input_res_mean_dice", "input_res_mean_jaccard", "best_epoch", "train_seconds",
+    ]  # fmt: skip
+
+
+def summarize(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Aggregate the runs of each (input size, method) over their seeds.
+
+    Args:
+        results: results rows (as :func:`run_sweep` returns them or ``results.csv`` holds them).
+
+    Returns:
+        One row per (input size, method), input sizes from the largest, methods in order of
+        first appearance: ``input_size``, ``output_size``, ``method``, ``model``, ``head``,
+        ``variant``, ``seeds``, ``params``, ``head_params`` and ``stats``, which maps every
+        score column (:data:`RESULT_COLUMNS` and per class) to ``(mean, std)``; ``std`` is the
+        sample standard deviation, ``None`` for one seed.
+    """
+    groups: dict[tuple[int, str], list[Mapping[str, Any]]] = {}
+    for row in results:
+        key = (int(row["input_size"]), str(row["method"]))
+        if any(int(other["seed"]) == int(row["seed"]) for other in groups.get(key, [])):
+            raise ValueError(f"two runs of {key[1]} at input {key[0]} with seed {row['seed']}")
+        groups.setdefault(key, []).append(row)
+    columns = _stat_columns(results)
+    summary = []
+    for (size, method), runs in sorted(groups.items(), key=lambda item: -item[0][0]):
+        stats = {}
+        for column in columns:
+            values = [float(r[column]) for r in runs if r.get(column) not in (None, "")]
+            if values:
+                stats[column] = (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None)
+        first = runs[0]
+        summary.append(
+            {
+                "input_size": size,
+                "output_size": int(first["output_size"]),
+                "method": method,
+                "model": first["model"],
+                "head": first["head"],
+                "variant": first.get("variant") or "",
+                "seeds": sorted(int(r["seed"]) for r in runs),
+                "params": int(first["params"]),
+                "head_params": int(first["head_params"]),
+                "stats": stats,
+            }
+        )
+    return summary
+
+
+def _cell(stat: tuple[float, float | None] | None, scale: float = 100.0, digits: int = 1) -> str:
+    if stat is None:
+        return "-"
+    mean, std = stat
+    text = f"{mean * scale:.{digits}f}"
+    return text if std is None else f"{text} ± {std * scale:.{digits}f}"
+
+
+def format_markdown(summary: Sequence[Mapping[str, Any]]) -> str:
+    """The tables of ``results.md``: per input size, one row per method, mean ± std over seeds.
+
+    Dice and Jaccard in percent at full resolution (per class when there are several), the
+    paper-style input-resolution scores in their own labelled columns, training time and
+    parameters; the best mean of each score column is bold, as in the paper.
+    """
+    classes = list(dict.fromkeys(c[5:] for row in summary for c in row["stats"] if c.startswith("dice_")))
+    per_class = len(classes) > 1
+    lines = [
+        "# Sweep results",
+        "",
+        "Validation patients, at the epoch with the best mean Jaccard at full resolution; mean ± sample "
+        "standard deviation over the seeds, in percent.",
+        "",
+        "- **Dice**, **Jaccard**: hard predictions scored at the masks' full resolution (a `none` head's "
+        "low-resolution logits are up-sampled bilinearly first), mean over images"
+        + (" and classes; then per class." if per_class else "."),
+        "- **@ input (paper-style)**: the base prediction at the input resolution against nearest-down-sampled "
+        "masks, the way the paper appears to score its baselines. Not comparable with the full-resolution "
+        "columns, nor across input sizes.",
+        "- **Train s**: seconds of training (validation excluded); **Params**: of the whole model (head).",
+    ]
+    for size in sorted({row["input_size"] for row in summary}, reverse=True):
+        rows = [row for row in summary if row["input_size"] == size]
+        full = sorted({row["output_size"] for row in rows})
+        score_cols = [("mean_dice", "Dice"), ("mean_jaccard", "Jaccard")]
+        if per_class:
+            score_cols += [
+                (f"{m}_{c}", f"{c} {label}") for c in classes for m, label in (("dice", "Dice"), ("jaccard", "Jacc."))
+            ]
+        low_cols = [("input_res_mean_dice", f"Dice @ {size}x{size} (paper-style)"),
+                    ("input_res_mean_jaccard", f"Jacc. @ {size}x{size} (paper-style)")]  # fmt: skip
+        header = ["Method", "Seeds", *[t for _, t in score_cols], *[t for _, t in low_cols], "Train s", "Params (head)"]
+        best = {}
+        for col, _ in score_cols + low_cols:
+            shown = [_cell(row["stats"].get(col)).split(" ")[0] for row in rows if col in row["stats"]]
+            if len(rows) > 1 and shown:
+                best[col] = max(float(s) for s in shown)
+        lines += ["", f"## Input {size}x{size}, scored at {', '.join(f'{s}x{s}' for s in full)}", ""]
+        lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
+        for row in rows:
+            cells = [row["method"], str(len(row["seeds"]))]
+            for col, _ in score_cols + low_cols:
+                text = _cell(row["stats"].get(col))
+                if col in best and text != "-" and float(text.split(" ")[0]) == best[col]:
+                    text = f"**{text}**"
+                cells.append(text)
+            cells.append(_cell(row["stats"].get("train_seconds"), scale=1.0))
+            cells.append(f"{row['params']:,} ({row['head_params']:,})")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out_dir: str | Path, results: Sequence[Mapping[str, Any]]) -> list[Path]:
+    """Write ``results.csv`` (one row per run) and ``results.md`` (:func:`format_markdown`)."""
+    out = Path(out_dir)
+    classes = [f"{m}_{c}" for c in _class_names(results) for m in ("dice", "jaccard")]
+    at = RESULT_COLUMNS.index("mean_jaccard_global") + 1
+    columns = [*RESULT_COLUMNS[:at], *classes, *RESULT_COLUMNS[at:]]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="", extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(results)
+    _write_text(out / RESULTS_CSV, buf.getvalue())
+    _write_text(out / RESULTS_MD, format_markdown(summarize(results)))
+    return [out / RESULTS_CSV, out / RESULTS_MD]
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+# ------------------------------------------------------------------------------------------
+# figures
+# ------------------------------------------------------------------------------------------
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, or ``None`` when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # optional: pip install 'jnet[plot]'
+        return None
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+@dataclass
+class ExampleRow:
+    """One row of :func:`example_figure`: a slice, the input size, and the models to show.
+
+    Attributes:
+        image: ``(C, H, W)`` full-resolution image (channel 0 is drawn).
+        mask: ``(H, W)`` full-resolution labels.
+        input_size: the side the networks read.
+        predictions: column title -> ``checkpoint_*.pt`` (``None``: an empty panel).
+        downsample_mode: how the image is brought to ``input_size``.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    input_size: int
+    predictions: dict[str, Path | None]
+    downsample_mode: str = "area"
+
+
+def example_figure(rows: Sequence[ExampleRow], path: str | Path) -> Path | None:
+    """The paper's Figs. 3 and 4: image and truth at full and input resolution, then predictions.
+
+    Predictions are shown at full resolution, as they are scored (a ``none`` head's logits
+    up-sampled bilinearly). Returns ``None`` without matplotlib.
+    """
+    plt = _pyplot()
+    if plt is None:
+        return None
+    from jnet.checkpoint import load_checkpoint
+    from jnet.metrics import logits_to_labels, upsample_labels, upsample_logits
+
+    titles = list(dict.fromkeys(t for row in rows for t in row.predictions))
+    panels: list[list[tuple[np.ndarray | None, str]]] = []
+    for row in rows:
+        size = tuple(row.mask.shape)
+        r = row.input_size
+        x = downsample(row.image[None], r, row.downsample_mode)  # (1, C, r, r)
+        low_mask = upsample_labels(torch.from_numpy(row.mask[None].astype(np.int64)), (r, r))[0].numpy()
+        line: list[tuple[np.ndarray | None, str]] = [
+            (row.image[0], "image"), (x[0, 0].numpy(), "image"), (row.mask, "labels"), (low_mask, "labels"),
+        ]  # fmt: skip
+        for title in titles:
+            checkpoint = row.predictions.get(title)
+            if checkpoint is None or not Path(checkpoint).is_file():
+                line.append((None, "labels"))
+                continue
+            model, _ = load_checkpoint(checkpoint)
+            with torch.no_grad():
+                y = model(x)  # (1, K, h, w)
+            if tuple(y.shape[-2:]) != size:
+                y = upsample_logits(y, size)
+            line.append((logits_to_labels(y)[0].numpy(), "labels"))
+        panels.append(line)
+    top = max([1] + [int(p.max()) for line in panels for p, kind in line if p is not None and kind == "labels"])
+    full = rows[0].mask.shape[-1] if rows else 0
+    columns = [f"image {full}", "image (input)", f"truth {full}", "truth (input)", *titles]
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.1 * len(columns), 2.1 * len(rows)), squeeze=False)
+    for i, (row, line) in enumerate(zip(rows, panels, strict=True)):
+        for j, (ax, (img, kind)) in enumerate(zip(axes[i], line, strict=True)):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if img is not None:
+                style = {"cmap": "gray"} if kind == "image" else {"cmap": "magma", "vmin": 0, "vmax": top}
+                ax.imshow(img, interpolation="nearest", **style)
+            if j in (1, 3):
+                ax.text(0.03, 0.97, f"{row.input_size}x{row.input_size}", transform=ax.transAxes, va="top",
+                        fontsize=8, color="yellow")  # fmt: skip
+            if i == 0:
+                ax.set_title(columns[j], fontsize=8)
+        axes[i][0].set_ylabel(f"input {row.input_size}x{row.input_size}", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+def plot_quality(summary: Sequence[Mapping[str, Any]], path: str | Path) -> Path | None:
+    """Mean Jaccard at full resolution (± std over seeds) against input size, one line per method.
+
+    Returns ``None`` without matplotlib.
+    """
+    plt = _pyplot()
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    sizes = sorted({row["input_size"] for row in summary})
+    for method in dict.fromkeys(row["method"] for row in summary):
+        points = sorted((row["input_size"], row["stats"]["mean_jaccard"]) for row in summary if row["method"] == method)
+        xs = [p[0] for p in points]
+        ys = [100 * p[1][0] for p in points]
+        err = [100 * (p[1][1] or 0.0) for p in points]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=method)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([f"{s}x{s}" for s in sizes])
+    ax.set_xlabel("input size")
+    ax.set_ylabel("mean Jaccard at full resolution (%)")
+    ax.set_title("quality against input size (mean ± std over seeds)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+def _example_slice(data: SliceData, val_patients: Sequence[str]) -> int:
+    """A validation slice with a median-sized structure (the first validation slice if none has one)."""
+    index = np.flatnonzero(np.isin(data.patient_id, list(val_patients)))
+    if len(index) == 0:
+        raise ValueError("none of the validation patients are in the data")
+    area = (data.masks[index] > 0).reshape(len(index), -1).sum(axis=1)
+    lesion = index[area > 0]
+    if len(lesion) == 0:
+        return int(index[0])
+    order = lesion[np.argsort(area[area > 0], kind="stable")]
+    return int(order[len(order) // 2])
+
+
+def write_figures(
+    sweep: Sweep, out_dir: str | Path, results: Sequence[Mapping[str, Any]], cache: dict[str, SliceData] | None = None
+) -> list[Path]:
+    """Draw ``examples.png`` and ``jaccard_vs_input_size.png`` of a finished sweep.
+
+    Without matplotlib nothing is drawn and a warning says so. Returns the files written.
+    """
+    if _pyplot() is None:
+        log.warning("no figures: matplotlib is not installed (pip install 'jnet[plot]')")
+        return []
+    out = Path(out_dir)
+    cache = {} if cache is None else cache
+    written = []
+    quality = plot_quality(summarize(results), out / QUALITY_PNG)
+    if quality is not None:
+        written.append(quality)
+    seeds = [run.config.seed for run in sweep.runs if run.method in sweep.figure_methods]
+    seed = sweep.figure_seed if sweep.figure_seed is not None else min(seeds)
+    by_key = {(run.method, run.config.input_size, run.config.seed): run for run in sweep.runs}
+    sizes = sorted({run.config.input_size for run in sweep.runs if run.method in sweep.figure_methods}, reverse=True)
+    rows = []
+    for size in sizes:
+        runs = {m: by_key.get((m, size, seed)) for m in sweep.figure_methods}
+        present = [run for run in runs.values() if run is not None and (out / run.name / "split.json").is_file()]
+        if not present:
+            continue
+        first = present[0]
+        data = _data(first.config, cache)
+        split = json.loads((out / first.name / "split.json").read_text())
+        i = _example_slice(data, split["val"])
+        checkpoints = {m: None if run is None else out / run.name / "checkpoint_best.pt" for m, run in runs.items()}
+        rows.append(ExampleRow(data.images[i], data.masks[i], size, checkpoints, first.config.downsample_mode))
+    if rows:
+        examples = example_figure(rows, out / EXAMPLES_PNG)
+        if examples is not None:
+            written.append(examples)
+    return written
