@@ -93,3 +93,13 @@ def test_demo_end_to_end(tmp_path, monkeypatch, capsys) -> None:
     assert set(results) == {"none", "interp", "jnet"}
     assert results["jnet"]["head_params"] == 133
     assert (tmp_path / "figure.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_quick_demo_as_shipped(tmp_path, capsys) -> None:
+    """`jnet demo --quick` itself (about a minute on 2 cores): J-Net beats the paper's baseline at 256x256."""
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    none, jnet_ = results["none"]["best"], results["jnet"]["best"]
+    assert jnet_["mean_jaccard_global"] > none["mean_jaccard_global"]
+    assert (tmp_path / "figure.png").is_file()

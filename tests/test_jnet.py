@@ -238,3 +238,26 @@ def test_default_init_is_random() -> None:
     assert not torch.allclose(head(y0)[-1], y0.repeat_interleave(4, 2).repeat_interleave(4, 3))
     with pytest.raises(ValueError, match="unknown init 'zeros'"):
         create_head("jnet", 1, 16, 64, init="zeros")
+
+
+@pytest.mark.parametrize("head", ["jnet", "jnet-noskip", "jnet-single"])
+def test_batch_folded_fast_path_equals_the_modules(head: str, monkeypatch) -> None:
+    """The depthwise kernels used in training (K = 1, CPU, batch > 1) give the modules' outputs and gradients."""
+    import jnet.heads
+
+    torch.manual_seed(0)
+    h = create_head(head, 1, 16, 128, init="default")
+    y0 = torch.randn(4, 1, 16, 16)
+    weights = [torch.rand(o.shape, generator=torch.Generator().manual_seed(1)) for o in h(y0)]
+
+    def run() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        h.zero_grad()
+        outs = h(y0)
+        sum((o * w).sum() for o, w in zip(outs, weights, strict=True)).backward()
+        return [o.detach() for o in outs], [p.grad.clone() for p in h.parameters()]
+
+    fast_outs, fast_grads = run()
+    monkeypatch.setattr(jnet.heads, "_fast_path", lambda x: False)
+    ref_outs, ref_grads = run()
+    for a, b in zip(fast_outs + fast_grads, ref_outs + ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

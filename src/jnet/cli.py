@@ -342,8 +342,32 @@ def _append_json(path: str, entries: list[dict]) -> None:
     tmp.replace(target)
 
 
+def _benchmark_training(args: argparse.Namespace) -> int:
+    from jnet.train import TrainConfig, benchmark_training, load_training_data
+
+    values = {k: getattr(args, k) for k in ("model", "head", "input_size", "output_size", "width", "threads")}
+    values = {k: v for k, v in values.items() if v is not None}
+    config = TrainConfig(data=args.data, data_options=_data_options(args.option), batch_size=args.batch_size or 16,
+                         augment=args.augment, **values)  # fmt: skip
+    result = benchmark_training(config, load_training_data(config), epochs=args.epochs)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(
+        f"training {config.model} + {config.head}, {config.input_size} -> {config.output_size}, "
+        f"batch {config.batch_size}, {result['n_train']} slices, {result['threads']} thread(s): "
+        f"median {result['epoch_seconds_median']:.2f} s per epoch ({result['images_per_second_median']:.0f} img/s); "
+        "epochs: " + ", ".join(f"{s:.2f}" for s in result["epoch_seconds"]) + " s"
+    )
+    return 0
+
+
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     from jnet.benchmark import benchmark, compare_settings, model_from_onnx
+
+    if args.train:
+        return _benchmark_training(args)
+    args.batch_size = args.batch_size or 1
 
     runtime = args.runtime or ("onnxruntime" if args.onnx is not None else "torch")
     if args.onnx is not None:
@@ -664,7 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p, "time this checkpoint's model (default: a fresh --model; weights do not change timings)")
     p.add_argument("--runtime", default=None, help="torch (default) or onnxruntime (an fp32 export made on the fly)")
     p.add_argument("--onnx", default=None, help="time this ONNX file (from jnet export) with onnxruntime")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=None, help="default 1 (inference), 16 (--train)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: PyTorch's)")
     p.add_argument("--runs", type=int, default=100)
     p.add_argument("--warmup", type=int, default=10)
@@ -681,6 +705,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default=None, help="append the result(s) to this JSON list (input of jnet plan)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--train", action="store_true", help="time training epochs on --data instead of inference")
+    p.add_argument("--data", default="synthetic", help="--train: the training data (split by patient as in train)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="--train: a reader option")
+    p.add_argument("--epochs", type=int, default=3, help="--train: epochs to time (the first is warm-up)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False, help="--train: augmentation")
     p.set_defaults(func=_cmd_benchmark)
 
     p = sub.add_parser("export", help="ONNX export (fp32, fp16, int8) with parity, quality and speed checks")
