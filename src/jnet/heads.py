@@ -162,7 +162,7 @@ class JNetHead(Head):
     a skip stage's conv averages its two inputs); ``init="default"`` keeps PyTorch's random
     initialisation, as the paper presumably did. With the random start the cascade of
     single-channel layers learned nothing in ``jnet demo --quick``-sized trainings (validation
-    Jaccard 0.03 against 0.60 with ``"nearest"``, see ``docs/heads.md``).
+    Jaccard 0.03 against 0.58 with ``"nearest"``, see ``docs/heads.md``).
 
     By default the last two stages are skip stages (never stage 1, whose input is ``y0``
     itself): stages 3 and 4 for 16 -> 256, as in the paper's worked example; ``skip=False``
