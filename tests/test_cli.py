@@ -24,8 +24,8 @@ def test_models_command(capsys) -> None:
     assert "heads:     jnet jnet-noskip jnet-single interp none" in out
 
 
-def test_summary_json(capsys) -> None:
-    assert main(["summary", "--model", "elunet", "--width", "4", "--json"]) == 0
+def test_profile_json(capsys) -> None:
+    assert main(["profile", "--model", "elunet", "--width", "4", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["head_params"] == 133
     model = JNet("elunet", 1, 16, 256, backbone_options={"width": 4})
@@ -37,9 +37,9 @@ def test_summary_json(capsys) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["summary", "--head", "bicubic"], "jnet summary: error: unknown head 'bicubic'"),
-        (["summary", "--model", "vnet"], "jnet summary: error: unknown model 'vnet'"),
-        (["summary", "--input-size", "16", "--output-size", "200"], "not input size 16x16 times a power of two"),
+        (["profile", "--head", "bicubic"], "jnet profile: error: unknown head 'bicubic'"),
+        (["profile", "--model", "vnet"], "jnet profile: error: unknown model 'vnet'"),
+        (["profile", "--input-size", "16", "--output-size", "200"], "not input size 16x16 times a power of two"),
         (["demo", "--heads", "none,bogus"], "jnet demo: error: unknown head 'bogus'"),
     ],
 )

@@ -26,32 +26,6 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_summary(args: argparse.Namespace) -> int:
-    from jnet.model import JNet
-    from jnet.profile import summarize
-
-    options = {} if args.width is None else {"width": args.width}
-    model = JNet(
-        args.model,
-        args.num_classes,
-        args.input_size,
-        args.output_size,
-        head=args.head,
-        in_channels=args.in_channels,
-        backbone_options=options,
-    )
-    info = summarize(model, args.in_channels)
-    if args.json:
-        print(json.dumps(info, indent=1))
-    else:
-        sizes = f"{args.input_size} -> {args.output_size}"
-        print(f"{info['backbone']} + {info['head']} head, {sizes}, K={args.num_classes}")
-        print(f"  parameters: {info['params']:,} (head {info['head_params']:,})")
-        print(f"  GMACs/image: {info['gmacs']:.4f} (head {info['head_gmacs']:.4f})")
-        print("  output scales:", ", ".join(f"{h}x{w}" for h, w in info["scales"]))
-    return 0
-
-
 def _data_options(pairs: Sequence[str]) -> dict[str, object]:
     """``["size=256", "modalities=[0]"]`` -> ``{"size": 256, "modalities": [0]}`` (values parsed as YAML)."""
     import yaml
@@ -621,17 +595,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the backbones and heads")
     p.set_defaults(func=_cmd_models)
-
-    p = sub.add_parser("summary", help="parameters, GMACs and output scales of a configuration")
-    p.add_argument("--model", default="elunet")
-    p.add_argument("--head", default="jnet")
-    p.add_argument("--input-size", type=int, default=16)
-    p.add_argument("--output-size", type=int, default=256)
-    p.add_argument("--num-classes", type=int, default=1)
-    p.add_argument("--in-channels", type=int, default=1)
-    p.add_argument("--width", type=int, default=None, help="backbone width (default: the backbone's)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_summary)
 
     p = sub.add_parser("train", help="train a model; writes a run directory")
     p.add_argument("--config", default=None, help="a YAML file of settings; flags override it")
