@@ -84,7 +84,9 @@ def test_environment() -> None:
     assert env["threads"] == 1 and env["torch"] == torch.__version__ and env["cpu"] == cpu_model()
 
 
-@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+@pytest.mark.parametrize(
+    "runtime", ["torch", "torchscript", "onnxruntime", pytest.param("compile", marks=pytest.mark.slow)]
+)
 def test_benchmark_short_run(runtime: str) -> None:
     if runtime == "onnxruntime":
         pytest.importorskip("onnxruntime")
@@ -185,3 +187,12 @@ def test_onnx_op_profile(tmp_path, capsys) -> None:
     assert "ONNX Runtime nodes" in capsys.readouterr().out
     assert main(["benchmark", *TINY, "--runs", "2", "--ops", "3"]) == 2
     assert "--ops profiles ONNX Runtime's nodes" in capsys.readouterr().err
+
+
+def test_compiled_runners_compute_the_same() -> None:
+    from jnet.benchmark import CompiledTorchRunner
+
+    model = tiny().eval()
+    runner = CompiledTorchRunner(model, (2, 1, 16, 16), threads=1, runtime="torchscript")
+    with torch.no_grad():
+        torch.testing.assert_close(runner.model(runner.x), model(runner.x), rtol=1e-5, atol=1e-5)

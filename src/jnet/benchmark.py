@@ -43,7 +43,7 @@ from jnet import __version__
 from jnet._options import check_option
 from jnet.model import JNet
 
-RUNTIMES = ("torch", "onnxruntime")
+RUNTIMES = ("torch", "torchscript", "compile", "onnxruntime")
 _ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_int8", "amx_bf16")
 
 
@@ -179,6 +179,27 @@ class TorchRunner:
             torch.set_num_threads(self.threads)
         with torch.inference_mode():
             self.model(self.x)
+
+
+class CompiledTorchRunner(TorchRunner):
+    """PyTorch ahead of the call: ``torchscript`` (traced, frozen and optimised for inference)
+    or ``compile`` (``torch.compile``, inductor on the CPU: the first call compiles, which the
+    warm-up absorbs; it needs a C++ compiler)."""
+
+    def __init__(self, model: torch.nn.Module, input_shape: Sequence[int], threads: int | None = None,
+                 runtime: str = "torchscript") -> None:  # fmt: skip
+        super().__init__(model, input_shape, threads)
+        self.runtime = runtime
+        with torch.inference_mode(False), torch.no_grad():
+            if runtime == "torchscript":
+                import warnings
+
+                with warnings.catch_warnings():  # TorchScript's deprecation notice
+                    warnings.simplefilter("ignore")
+                    traced = torch.jit.trace(self.model, self.x)
+                    self.model = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+            else:
+                self.model = torch.compile(self.model)
 
 
 class OnnxRunner:
@@ -326,6 +347,11 @@ def make_runner(
             raise ValueError("the torch runtime needs the model's weights: give a checkpoint or a model name")
         shape = (batch_size, in_channels(model), *model.input_size)
         return TorchRunner(model, shape, threads)
+    if runtime in ("torchscript", "compile"):
+        if onnx_path is not None:
+            raise ValueError(f"an ONNX file runs with --runtime onnxruntime, not {runtime}")
+        shape = (batch_size, in_channels(model), *model.input_size)
+        return CompiledTorchRunner(model, shape, threads, runtime)
     if onnx_path is None:
         from jnet.export import export_onnx
 
@@ -415,6 +441,8 @@ def _backbone_runner(
         raise ValueError("timing the backbone alone needs the model's weights (a checkpoint or a model name)")
     if runtime == "torch":
         return TorchRunner(model.backbone, shape, threads)
+    if runtime in ("torchscript", "compile"):
+        return CompiledTorchRunner(model.backbone, shape, threads, runtime)
     from jnet.export import export_onnx
 
     path = export_onnx(model.backbone, Path(workdir) / "backbone.onnx", input_shape=(1, *shape[1:]))

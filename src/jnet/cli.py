@@ -649,7 +649,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", help="latency on this CPU: eager PyTorch or ONNX Runtime, median and p90")
     _model_args(p, "time this checkpoint's model (default: a fresh --model; weights do not change timings)")
-    p.add_argument("--runtime", default=None, help="torch (default) or onnxruntime (an fp32 export made on the fly)")
+    p.add_argument(
+        "--runtime", default=None, help="torch (eager, default), torchscript, compile or onnxruntime (an fp32 export)"
+    )
     p.add_argument("--onnx", default=None, help="time this ONNX file (from jnet export) with onnxruntime")
     p.add_argument("--batch-size", type=int, default=None, help="default 1 (inference), 16 (--train)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: PyTorch's)")
