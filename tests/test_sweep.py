@@ -326,3 +326,12 @@ def test_shipped_sweep_files_expand() -> None:
         with np.load(archive) as data:
             expected = patient_split(data["patient_id"], 0.2, 0)
         assert split == expected
+
+
+def test_only_trains_the_matching_runs(tmp_path) -> None:
+    spec = {"base": TINY_BASE, "grid": {"model": ["unet"], "head": ["none", "jnet"], "input_size": [16], "seed": [0]}}
+    rows = run_sweep(spec, tmp_path, only=["*_jnet_*"])
+    assert [r["run"] for r in rows] == ["unet_jnet_r16_s0"]
+    assert not (tmp_path / "unet_none_r16_s0").exists()
+    rows = run_sweep(spec, tmp_path)  # the rest later; the finished one is skipped
+    assert [r["run"] for r in rows] == ["unet_none_r16_s0", "unet_jnet_r16_s0"]

@@ -568,7 +568,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             verb = "resuming" if event["status"] == "resume" else "training"
             print(f"{where}: {verb} {event['method']}", flush=True)
 
-    rows = run_sweep(args.config, args.out, on_run=on_run)
+    rows = run_sweep(args.config, args.out, on_run=on_run, only=args.only or None)
+    if not rows:
+        print("no run has finished yet")
+        return 0
     print()
     print(format_markdown(summarize(rows)))
     print(f"results in {args.out}: results.csv, results.md and figures")
@@ -707,6 +710,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="a grid of training runs; tables and figures like the paper's")
     p.add_argument("--config", required=True, help="the sweep YAML (see configs/sweep_demo.yaml)")
     p.add_argument("--out", required=True, help="the sweep folder: one run directory per run, results, figures")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="train only unfinished runs whose name matches this glob (repeatable), e.g. 'elunet_*_r16_*'",
+    )
     p.add_argument("--dry-run", action="store_true", help="list the runs and whether each would train or be skipped")
     p.set_defaults(func=_cmd_sweep)
 

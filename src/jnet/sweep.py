@@ -66,6 +66,7 @@ every file is written to a temporary name and renamed. Figures need matplotlib
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import itertools
 import json
@@ -346,6 +347,7 @@ def run_sweep(
     *,
     on_run: RunCallback | None = None,
     on_epoch: SweepEpochCallback | None = None,
+    only: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Train every run of a sweep that is not finished yet, then write the tables and figures.
 
@@ -356,9 +358,11 @@ def run_sweep(
             "status"}``, ``status`` being ``"skip"``, ``"train"`` or ``"resume"``, and after a run
             that trained with ``status="done"`` and its results row as ``"row"``.
         on_epoch: called with ``(run name, history row)`` after every epoch.
+        only: glob patterns (``fnmatch``) of run names: train only the unfinished runs that
+            match one (finished runs still count in the tables), to split a long sweep.
 
     Returns:
-        One results row per run (the rows of ``results.csv``), in the sweep's order.
+        One results row per finished run (the rows of ``results.csv``), in the sweep's order.
     """
     sweep = load_sweep(config)
     out = Path(out_dir)
@@ -374,6 +378,8 @@ def run_sweep(
         run_dir = out / run.name
         event = {"run": run.name, "method": run.method, "index": index, "total": total, "dir": run_dir}
         status = run_status(run_dir)
+        if only and status != "skip" and not any(fnmatch.fnmatch(run.name, pattern) for pattern in only):
+            continue
         if on_run is not None:
             on_run({**event, "status": status})
         if status != "skip":
