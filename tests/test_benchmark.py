@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import pytest
@@ -59,7 +60,7 @@ def test_compare_alternates_and_gives_the_ratio() -> None:
 
     def b() -> None:
         order.append("b")
-        time.sleep(0.003)
+        time.sleep(0.02)
 
     result = compare(a, b, runs=6, warmup=1, labels=("one", "three"))
     assert order[:2] == ["a", "b"]  # warm-up: both
@@ -67,7 +68,7 @@ def test_compare_alternates_and_gives_the_ratio() -> None:
     assert timed == ["a", "b", "b", "a"] * 3  # alternated, the first switching every round
     assert result["ratio"] == pytest.approx(result["three"]["latency_ms_median"] / result["one"]["latency_ms_median"])
     assert result["speedup"] == pytest.approx(1 / result["ratio"])
-    assert result["ratio"] > 1.5  # 3 ms against 1 ms of sleep
+    assert result["ratio"] > 2  # 20 ms against 1 ms of sleep: robust to a loaded machine
 
 
 def test_matmul_peak() -> None:
@@ -85,7 +86,19 @@ def test_environment() -> None:
 
 
 @pytest.mark.parametrize(
-    "runtime", ["torch", "torchscript", "onnxruntime", pytest.param("compile", marks=pytest.mark.slow)]
+    "runtime",
+    [
+        "torch",
+        "torchscript",
+        "onnxruntime",
+        pytest.param(
+            "compile",
+            marks=[
+                pytest.mark.slow,
+                pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile needs a C++ compiler"),
+            ],
+        ),
+    ],
 )
 def test_benchmark_short_run(runtime: str) -> None:
     if runtime == "onnxruntime":

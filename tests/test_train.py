@@ -131,7 +131,15 @@ def test_torchrun_two_processes_on_gloo(tmp_path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker),
            str(seen_dir), "train", *TINY, "--epochs", "2", "--threads", "1", "--out", str(run)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers
+        proc.communicate()
+        raise
+    done = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("best epoch") == 1  # only rank 0 reports
     seen = [json.loads((seen_dir / f"rank{r}.json").read_text()) for r in (0, 1)]

@@ -344,6 +344,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     args.batch_size = args.batch_size or 1
 
     runtime = args.runtime or ("onnxruntime" if args.onnx is not None else "torch")
+    if args.ops and runtime != "onnxruntime":
+        raise ValueError("--ops profiles ONNX Runtime's nodes: add --runtime onnxruntime")
     if args.onnx is not None:
         if runtime != "onnxruntime":
             raise ValueError(f"--onnx runs with --runtime onnxruntime, not {runtime}")
@@ -400,8 +402,6 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         optimization=args.optimization,
     )
     if args.ops:
-        if runtime != "onnxruntime":
-            raise ValueError("--ops profiles ONNX Runtime's nodes: add --runtime onnxruntime")
         result["op_profile"] = _op_profile(model, args)
     if args.out:
         _append_json(args.out, [result])

@@ -175,6 +175,7 @@ def evaluate(
     return _metrics_dict(full, low, tuple(masks.shape[-2:]), model.input_size)
 
 
+@torch.no_grad()
 def _evaluate_counts(
     model: JNet, inputs: torch.Tensor, masks: torch.Tensor, batch_size: int, class_names: list[str] | None
 ) -> tuple[SegmentationMetrics, SegmentationMetrics]:
