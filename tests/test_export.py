@@ -59,7 +59,7 @@ def test_fp32_parity_every_backbone_and_head(backbone: str, head: str, tmp_path)
     path = export_onnx(model, tmp_path / "m.onnx")
     ops = op_counts(path)
     assert "BatchNormalization" not in ops
-    x = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(1))  # exported at batch 1
+    x = torch.randn(3, 1, *model.image_size, generator=torch.Generator().manual_seed(1))  # exported at batch 1
     assert max_abs_diff(model, path, x) <= 1e-4
     out = run_onnx(ort_session(path), x)
     assert out.shape == ((3, 2, 16, 16) if head == "none" else (3, 2, 64, 64))  # final output only
@@ -152,8 +152,9 @@ def test_int8_and_fp16_keep_the_quality(tmp_path) -> None:
     model, x_train = trained_checkpoint(tmp_path / "ckpt.pt")
     val = network_inputs("synthetic", model, {"num_patients": 3, "slices_per_patient": 8, "size": 64, "seed": 1})
     report = export_checkpoint(
-        tmp_path / "ckpt.pt", tmp_path / "m_int8.onnx", "int8", calibration=x_train[:32], validation=val, speed_runs=3
-    )
+        tmp_path / "ckpt.pt", tmp_path / "m_int8.onnx", "int8", calibration=x_train[:32], validation=val, speed_runs=3,
+        full_resolution_input=False,
+    )  # fmt: skip
     q = report["quality"]
     assert q["torch"]["mean_dice"] > 0.2  # the model learned something
     assert q["fp32"]["mean_dice"] == pytest.approx(q["torch"]["mean_dice"], abs=1e-3)
@@ -165,7 +166,9 @@ def test_int8_and_fp16_keep_the_quality(tmp_path) -> None:
     assert report["speed"]["fp32"]["latency_ms_median"] > 0 and report["speed"]["int8"]["latency_ms_median"] > 0
     assert read_metadata(tmp_path / "m_int8.onnx")["model_config"] == model.config
 
-    report = export_checkpoint(tmp_path / "ckpt.pt", tmp_path / "m16.onnx", "fp16", validation=val, speed_runs=0)
+    report = export_checkpoint(
+        tmp_path / "ckpt.pt", tmp_path / "m16.onnx", "fp16", validation=val, speed_runs=0, full_resolution_input=False
+    )
     assert abs(report["quality"]["delta_dice"]) <= 0.005
     assert "speed" not in report
 

@@ -217,7 +217,7 @@ def test_non_square_sizes() -> None:
 
 
 def test_list_heads() -> None:
-    assert jnet.list_heads() == HEADS
+    assert jnet.list_heads() == [*HEADS, "jnet-guided", "guided"]  # the image-guided heads: tests/test_guided.py
 
 
 @pytest.mark.parametrize("head", ["jnet", "jnet-noskip", "jnet-single"])

@@ -345,12 +345,12 @@ def make_runner(
             raise ValueError("an ONNX file runs with --runtime onnxruntime, not torch")
         if any(p.is_meta for p in model.parameters()):
             raise ValueError("the torch runtime needs the model's weights: give a checkpoint or a model name")
-        shape = (batch_size, in_channels(model), *model.input_size)
+        shape = (batch_size, in_channels(model), *model.image_size)
         return TorchRunner(model, shape, threads)
     if runtime in ("torchscript", "compile"):
         if onnx_path is not None:
             raise ValueError(f"an ONNX file runs with --runtime onnxruntime, not {runtime}")
-        shape = (batch_size, in_channels(model), *model.input_size)
+        shape = (batch_size, in_channels(model), *model.image_size)
         return CompiledTorchRunner(model, shape, threads, runtime)
     if onnx_path is None:
         from jnet.export import export_onnx
@@ -401,7 +401,7 @@ def benchmark(
     from jnet.profile import count_macs
 
     threads = threads or torch.get_num_threads()
-    shape = (batch_size, in_channels(model), *model.input_size)
+    shape = (batch_size, in_channels(model), *model.image_size)
     load_before = load_average()
     result: dict[str, Any] = {**describe(model), "runtime": runtime, "batch_size": batch_size, "threads": threads}
     result["precision"] = "fp32"

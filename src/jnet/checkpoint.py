@@ -68,11 +68,22 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def load_checkpoint(path: str | Path) -> tuple[JNet, dict[str, Any]]:
-    """Rebuild the model from a checkpoint alone; returns ``(model in eval mode, checkpoint dict)``."""
+def load_checkpoint(path: str | Path, full_resolution_input: bool | None = None) -> tuple[JNet, dict[str, Any]]:
+    """Rebuild the model from a checkpoint alone; returns ``(model in eval mode, checkpoint dict)``.
+
+    ``full_resolution_input``: ``True`` gives the deployment-shaped model that takes the
+    full-resolution image and down-samples it itself (as the training pipeline did);
+    ``None`` keeps what the model was trained with.
+    """
     ckpt = read_checkpoint(path)
+    config = dict(ckpt["model_config"])
+    trained_mode = (ckpt.get("train_config") or {}).get("downsample_mode")
+    if "downsample_mode" not in config and trained_mode is not None:  # checkpoints from before the option
+        config["downsample_mode"] = trained_mode
+    if full_resolution_input is not None:
+        config["full_resolution_input"] = full_resolution_input
     try:
-        model = JNet(**ckpt["model_config"])
+        model = JNet(**config)
         model.load_state_dict(ckpt["state_dict"])
     except (TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{path}: the weights do not fit the model they describe ({err})") from err

@@ -464,7 +464,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from jnet.checkpoint import load_checkpoint
     from jnet.export import export_checkpoint, network_inputs
 
-    model, ckpt = load_checkpoint(args.checkpoint)
+    model, ckpt = load_checkpoint(args.checkpoint, full_resolution_input=not args.low_res_input)
     mode = (ckpt.get("train_config") or {}).get("downsample_mode", "area")
     calibration = validation = None
     if args.calibration is not None:
@@ -485,13 +485,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
         opset=args.opset,
         speed_runs=args.speed_runs,
         threads=args.threads,
+        full_resolution_input=not args.low_res_input,
     )
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
     p = report["precision"]
     print(
-        f"wrote {report['path']} ({p}, opset {report['opset']}): {report['size_bytes'] / 2**20:.2f} MB "
+        f"wrote {report['path']} ({p}, opset {report['opset']}, input (B, "
+        f"{', '.join(map(str, report['input_shape']))})): {report['size_bytes'] / 2**20:.2f} MB "
         f"(fp32 {report['fp32_size_bytes'] / 2**20:.2f} MB); "
         f"{report['batchnorm_nodes']} BatchNormalization nodes"
     )
@@ -692,6 +694,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--speed-runs", type=int, default=100, help="fp16/int8: alternated batch-1 runs against fp32")
+    p.add_argument(
+        "--low-res-input", action="store_true",
+        help="export the graph that reads the down-sampled image (default: it takes the full-resolution "
+        "image and down-samples it itself, as training did)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_export)
 

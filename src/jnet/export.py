@@ -100,7 +100,7 @@ def _input_shape(model: nn.Module, input_shape: Sequence[int] | None) -> tuple[i
     if input_shape is not None:
         return tuple(int(s) for s in input_shape)
     if isinstance(model, JNet):
-        return (1, in_channels(model), *model.input_size)
+        return (1, in_channels(model), *model.image_size)
     raise ValueError("input_shape is needed to export a module that is not a JNet")
 
 
@@ -494,7 +494,7 @@ def network_inputs(
     if limit is not None and limit < len(index):
         index = np.sort(np.random.default_rng(seed).choice(index, size=limit, replace=False))
     images = data.images[index]
-    return downsample(images, model.input_size[0], downsample_mode), torch.from_numpy(data.masks[index])
+    return downsample(images, model.image_size[0], downsample_mode), torch.from_numpy(data.masks[index])
 
 
 def export_checkpoint(
@@ -507,8 +507,13 @@ def export_checkpoint(
     speed_runs: int = 50,
     threads: int | None = None,
     exclude_ops: Sequence[str] = (),
+    full_resolution_input: bool = True,
 ) -> dict[str, Any]:
     """Export a checkpoint's model to ``out`` at ``precision`` and report what changed.
+
+    By default the exported graph takes the full-resolution image ``(B, C, H, W)`` and
+    down-samples it itself (an ``AveragePool`` for area down-sampling), exactly as the
+    training pipeline did: a device feeds the scanner's image and gets the mask.
 
     Args:
         checkpoint: a file from :func:`jnet.checkpoint.save_checkpoint`.
@@ -521,6 +526,8 @@ def export_checkpoint(
             (0: skip; only for fp16 and int8).
         threads: ONNX Runtime intra-op threads (default: PyTorch's).
         exclude_ops: int8 only: op types kept in fp32.
+        full_resolution_input: ``False`` exports the graph that reads the down-sampled
+            ``(B, C, h, w)`` input instead (not possible for image-guided heads).
 
     Returns:
         ``path``, ``precision``, ``opset``, ``size_bytes``, ``fp32_size_bytes``, ``ops``,
@@ -535,11 +542,23 @@ def export_checkpoint(
     check_option("precision", precision, PRECISIONS)
     if precision == "int8" and calibration is None:
         raise ValueError("int8 export needs calibration inputs (jnet export --calibration DATA)")
-    model, ckpt = load_checkpoint(Path(checkpoint))
+    try:
+        model, ckpt = load_checkpoint(Path(checkpoint), full_resolution_input=full_resolution_input)
+    except ValueError as err:
+        raise ValueError(f"{checkpoint}: {err}") from err
+    want = _input_shape(model, None)[1:]
+    for name, given in (("calibration", calibration), ("validation", None if validation is None else validation[0])):
+        if given is not None and tuple(given.shape[1:]) != want:
+            raise ValueError(
+                f"the {name} inputs are (N, {', '.join(map(str, given.shape[1:]))}) but the exported model reads "
+                f"(N, {', '.join(map(str, want))})"
+                + ("" if full_resolution_input else " (full_resolution_input=False reads the down-sampled image)")
+            )
     out = Path(out)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"{out.parent}: no such folder for the exported file")
-    report: dict[str, Any] = {"checkpoint": str(checkpoint), "path": str(out), "precision": precision, "opset": opset}
+    report: dict[str, Any] = {"checkpoint": str(checkpoint), "path": str(out), "precision": precision, "opset": opset,
+                              "input_shape": list(_input_shape(model, None)[1:])}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = out if precision == "fp32" else Path(tmp) / "fp32.onnx"
         export_onnx(model, fp32, opset=opset)

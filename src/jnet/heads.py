@@ -12,7 +12,13 @@ name            what it does                                              output
 ``jnet-single`` one x2**m transposed conv + 3x3 conv (ablation)           2
 ``interp``      bilinear up-sampling of the logits, no parameters         2
 ``none``        nothing: output at the input resolution (the baseline)    1
+``jnet-guided`` the J-Net cascade whose stages also read the image        ``m + 1``
+``guided``      bilinear logits plus image detail, by a guided filter     2
 =============== ========================================================= ================
+
+The last two are *image-guided*: ``forward(y0, image)`` also takes the full-resolution image
+``(B, C, H, W)`` (their ``needs_image`` is true), so a :class:`jnet.JNet` with one of them
+takes the full-resolution image and down-samples it itself.
 
 ``m = log2(output / input)``. The J-Net heads need the output size to be the input size
 times a power of two (in both dimensions) and raise a ValueError otherwise; ``interp``
@@ -20,6 +26,7 @@ accepts any output size at least the input size. There is no hidden final resize
 
 The J-Net heads contain no non-linearity (the paper lists none and counts only the
 convolutions' weights): the cascade is a learned *linear* up-sampler of the base logits.
+``jnet-guided`` stays linear in the logits and in the image.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jnet._options import check_option
+from jnet.resize import downsample_image
 
 Size = tuple[int, int]
 
@@ -130,8 +138,27 @@ def _up2(up: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
     return y.view(b, 1, h * f, w * f)  # (B, 1, fH, fW)
 
 
+def _pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a 1x1 conv as a matrix product over channels (training on a CPU only).
+
+    oneDNN runs 1x1 convs with one or a few channels on 256x256 maps very slowly (about 100 ms
+    for the backward of 16 x 1 x 256 x 256 -> 8 channels on one core); the product is the same
+    up to float rounding and takes a few ms. Export and inference use the module.
+    """
+    if not _fast_path(x):
+        return conv(x)
+    y = torch.einsum("bchw,oc->bohw", x, conv.weight[:, :, 0, 0])  # (B, C, H, W) -> (B, O, H, W)
+    return y if conv.bias is None else y + conv.bias.view(1, -1, 1, 1)
+
+
 class Head(nn.Module):
-    """Base class: ``forward(y0)`` returns the outputs at ``self.scales`` (coarsest first)."""
+    """Base class: ``forward(y0)`` returns the outputs at ``self.scales`` (coarsest first).
+
+    A head with ``needs_image = True`` is called as ``forward(y0, image)`` with the
+    full-resolution image ``(B, C, H, W)``, ``(H, W) = output_size``.
+    """
+
+    needs_image = False
 
     def __init__(self, num_classes: int, input_size: int | Sequence[int], output_size: int | Sequence[int]) -> None:
         super().__init__()
@@ -308,18 +335,214 @@ class IdentityHead(Head):
         return [y0]  # (B, K, h, w)
 
 
+def _box(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over the ``(2r+1) x (2r+1)`` window around each pixel (windows cut at the border)."""
+    return F.avg_pool2d(x, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
+
+
+def _image_pyramid(image: torch.Tensor, sizes: Sequence[Size]) -> list[torch.Tensor]:
+    """``image`` area-down-sampled to every size in ``sizes`` (each a power-of-two fraction of it)."""
+    return [downsample_image(image, size, "area") for size in sizes]
+
+
+def _uncertainty(logits: torch.Tensor) -> torch.Tensor:
+    """``(B, K, H, W)`` logits -> ``(B, 1, H, W)`` in ``[0, 1]``: 1 where the classes tie, 0 where one is sure.
+
+    ``4 p (1 - p)`` for one sigmoid channel, ``K / (K - 1) (1 - max softmax)`` for ``K`` classes.
+    """
+    k = logits.shape[1]
+    if k == 1:
+        p = torch.sigmoid(logits)
+        return 4 * p * (1 - p)
+    return (1 - torch.softmax(logits, dim=1).amax(dim=1, keepdim=True)) * (k / (k - 1))
+
+
+class GuidedJNetHead(JNetHead):
+    """The J-Net cascade whose stages also read the image at their own resolution, where unsure.
+
+    Stage ``i``'s 3x3 conv reads, besides ``u_i`` (and the stretched ``s_i`` in a skip stage),
+    the image area-down-sampled to the stage's resolution, ``g_i``, and its local contrast
+    ``g_i - box3x3(g_i)``: ``2C`` more input channels per guided stage. With ``gate=True``
+    (default) both are multiplied by the stage's uncertainty, ``4 p (1 - p)`` of the
+    up-sampled logits ``u_i`` (:func:`_uncertainty`): the image can move the prediction only
+    in the band where the low-resolution logits are undecided, the boundaries the backbone
+    could not place, and cannot paint bright tissue far from them. ``gate=False`` adds the
+    image features everywhere (the head is then linear). The image weights start at zero, so
+    with ``init="nearest"`` the head starts as the plain J-Net head does.
+
+    Parameters: :meth:`JNetHead.count_parameters` plus ``9 * K * 2C`` per guided stage;
+    K = 1, C = 1, 16 -> 256 with all 4 stages guided: 133 + 72 = 205.
+
+    Args:
+        in_channels: ``C``, the image's channels.
+        guided_stages: the stages (``1..m``) that read the image; default all of them.
+        skip, skip_stages, init: as for :class:`JNetHead`.
+        gate: weight the image features by the logits' uncertainty (see above).
+    """
+
+    needs_image = True
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_size: int | Sequence[int],
+        output_size: int | Sequence[int],
+        in_channels: int = 1,
+        guided_stages: Sequence[int] | None = None,
+        skip: bool = True,
+        skip_stages: Sequence[int] | None = None,
+        init: str = "nearest",
+        gate: bool = True,
+    ) -> None:
+        super().__init__(num_classes, input_size, output_size, skip=skip, skip_stages=skip_stages, init=init)
+        self.gate = gate
+        m, k = self.num_stages, num_classes
+        stages = tuple(range(1, m + 1)) if guided_stages is None else tuple(sorted(set(guided_stages)))
+        if not stages or any(i < 1 or i > m for i in stages):
+            raise ValueError(f"guided_stages must be a non-empty subset of 1..{m}, got {guided_stages!r}")
+        self.guided_stages, self.in_channels = stages, in_channels
+        for i in stages:  # widen the stage's conv by the image channels, their weights zero
+            old = self.convs[i - 1]
+            conv = nn.Conv2d(old.in_channels + 2 * in_channels, k, 3, padding=1)
+            with torch.no_grad():  # the stage's own weights as initialised above, the image's zero
+                conv.weight.zero_()
+                conv.weight[:, : old.in_channels].copy_(old.weight)
+                conv.bias.copy_(old.bias)
+            self.convs[i - 1] = conv
+
+    @staticmethod
+    def count_guided_parameters(
+        num_classes: int, num_stages: int, skip_stages: Sequence[int], in_channels: int, guided_stages: Sequence[int]
+    ) -> int:
+        """The closed-form parameter count of the class docstring."""
+        extra = len(set(guided_stages)) * 9 * num_classes * 2 * in_channels
+        return JNetHead.count_parameters(num_classes, num_stages, skip_stages) + extra
+
+    def forward(self, y0: torch.Tensor, image: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
+        guides = _image_pyramid(image, self.scales[1:])  # [(B, C, 2h, 2w), ..., (B, C, H, W)]
+        outs = [y0]  # (B, K, h, w)
+        y = y0
+        for i, (up, conv) in enumerate(zip(self.ups, self.convs, strict=True), start=1):
+            u = _up2(up, y)  # (B, K, s, s) -> (B, K, 2s, 2s)
+            if i in self.skip_stages:
+                u = torch.cat([u, self._stretched(i, y0)], dim=1)  # (B, 2K, 2s, 2s)
+            if i in self.guided_stages:
+                g = guides[i - 1]  # (B, C, 2s, 2s)
+                f = torch.cat([g, g - _box(g, 1)], dim=1)  # (B, 2C, 2s, 2s): intensity, local contrast
+                if self.gate:
+                    f = f * _uncertainty(u[:, : self.num_classes])  # (B, 2C, 2s, 2s) * (B, 1, 2s, 2s)
+                u = torch.cat([u, f], dim=1)  # (B, nK + 2C, 2s, 2s)
+            y = _conv3x3(conv, u)  # (B, K, 2s, 2s)
+            outs.append(y)
+        return outs
+
+
+class GuidedFilterHead(Head):
+    """Bilinear up-sampling of the logits plus the image's detail, weighted by a guided filter.
+
+    The guided filter (He et al., 2013) fits, in every ``(2r+1)^2`` window of the input
+    resolution, the logits as a linear function of a guide image, ``y0 ~ A g + b``; the fast
+    trainable version (Wu et al., CVPR 2018) computes ``A, b`` at low resolution, up-samples
+    them bilinearly and applies them to the full-resolution guide. The guide ``g = G(image)``
+    is learned and pointwise: by default (``hidden=0``) a 1x1 conv ``C -> 1`` without bias,
+    for a single-channel MRI a scale of the intensity, which sets the regulariser's weight;
+    ``hidden > 0`` makes it Wu et al.'s small net ``conv1x1(C -> hidden), LeakyReLU(0.2),
+    conv1x1(hidden -> 1)`` (slower to train on a CPU: its maps are full-resolution). ``G`` is
+    applied at both resolutions (to ``downsample(image)`` at the input resolution, as Wu et
+    al. do).
+
+    ``form="detail"`` (default) keeps the bilinear logits and adds only the detail the
+    low-resolution guide lacks, ``up(y0) + up(A) * (g_H - up(g_h))``: wherever the logits are
+    locally linear in the guide this is the filter's output, but a flat guide leaves the
+    prediction exactly ``interp``'s instead of box-blurring it. ``form="filter"`` returns the
+    guided filter itself, ``up(mean A) * g_H + up(mean b)``.
+
+    Outputs: ``[y0, y]``, as ``interp``. Parameters: ``C`` (1 for C = 1), or
+    ``hidden (C + 2)`` with a hidden layer (24 for C = 1, hidden = 8); ``radius`` and ``eps``
+    are fixed.
+
+    Args:
+        in_channels: ``C``, the image's channels.
+        radius: the window radius at the input resolution.
+        eps: the filter's regulariser (the guide is learned, so its scale is too).
+        hidden: hidden channels of the guide net (0: none, a linear guide).
+        form: ``"detail"`` or ``"filter"``.
+    """
+
+    needs_image = True
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_size: int | Sequence[int],
+        output_size: int | Sequence[int],
+        in_channels: int = 1,
+        radius: int = 1,
+        eps: float = 1e-2,
+        hidden: int = 0,
+        form: str = "detail",
+    ) -> None:
+        super().__init__(num_classes, input_size, output_size)
+        check_option("form", form, ("detail", "filter"))
+        if self.output_size[0] < self.input_size[0] or self.output_size[1] < self.input_size[1]:
+            raise ValueError(f"output size {self.output_size} is smaller than input size {self.input_size}")
+        if radius < 1 or eps <= 0 or hidden < 0:
+            raise ValueError(f"radius must be >= 1, hidden >= 0 and eps > 0, got {radius}, {hidden}, {eps}")
+        self.radius, self.eps, self.form, self.in_channels = radius, float(eps), form, in_channels
+        # the guide's offset cancels (in A, and in g_H - up(g_h)), so its last layer has no bias
+        if hidden:
+            layers = [nn.Conv2d(in_channels, hidden, 1), nn.LeakyReLU(0.2), nn.Conv2d(hidden, 1, 1, bias=False)]
+            self.guide = nn.Sequential(*layers)
+        else:  # a learned linear combination of the channels (a scale of a single-channel image)
+            self.guide = nn.Sequential(nn.Conv2d(in_channels, 1, 1, bias=False))
+
+    def forward(self, y0: torch.Tensor, image: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
+        r, size = self.radius, self.output_size
+        g_big = self._guide(image)  # (B, C, H, W) -> (B, 1, H, W)
+        g = self._guide(downsample_image(image, self.input_size, "area"))  # (B, 1, h, w)
+        mean_g, mean_y = _box(g, r), _box(y0, r)  # (B, 1, h, w), (B, K, h, w)
+        cov = _box(g * y0, r) - mean_g * mean_y  # (B, K, h, w)
+        var = _box(g * g, r) - mean_g * mean_g  # (B, 1, h, w)
+        a = cov / (var + self.eps)  # (B, K, h, w)
+
+        def up(t: torch.Tensor) -> torch.Tensor:  # (B, *, h, w) -> (B, *, H, W)
+            return F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+
+        if self.form == "detail":
+            y = up(y0) + up(a) * (g_big - up(g))  # (B, K, H, W)
+        else:
+            b = mean_y - a * mean_g
+            y = up(_box(a, r)) * g_big + up(_box(b, r))  # (B, K, H, W)
+        return [y0, y]
+
+    def _guide(self, image: torch.Tensor) -> torch.Tensor:
+        g = image  # (B, C, *, *)
+        for layer in self.guide:
+            g = _pointwise(layer, g) if isinstance(layer, nn.Conv2d) else layer(g)
+        return g  # (B, 1, *, *)
+
+
 _HEADS: dict[str, Callable[..., Head]] = {
     "jnet": JNetHead,
     "jnet-noskip": functools.partial(JNetHead, skip=False),
     "jnet-single": SingleStepHead,
     "interp": InterpolationHead,
     "none": IdentityHead,
+    "jnet-guided": GuidedJNetHead,
+    "guided": GuidedFilterHead,
 }
 
 
 def list_heads() -> list[str]:
     """Names of the available heads."""
     return list(_HEADS)
+
+
+def head_needs_image(name: str) -> bool:
+    """Whether the head ``name`` reads the full-resolution image (an image-guided head)."""
+    check_option("head", name, _HEADS)
+    factory = _HEADS[name]
+    return bool(getattr(getattr(factory, "func", factory), "needs_image", False))
 
 
 def create_head(

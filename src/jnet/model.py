@@ -8,8 +8,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from jnet.heads import Head, create_head, to_size
+from jnet._options import check_option
+from jnet.heads import Head, create_head, head_needs_image, to_size
 from jnet.models.registry import create_model
+from jnet.resize import DOWNSAMPLE_MODES, downsample_image
 
 
 class JNet(nn.Module):
@@ -28,6 +30,14 @@ class JNet(nn.Module):
     ``output_size`` is the resolution the model is scored at (the ground truth's). With
     ``head="none"`` the prediction stays at ``input_size`` and is up-sampled for scoring.
 
+    With ``full_resolution_input=True`` the model takes the full-resolution image
+    ``(B, C, H, W)`` (``H, W = output_size``, what a scanner delivers) and down-samples it
+    itself, with the data pipeline's function (:func:`jnet.resize.downsample_image`), before
+    the backbone: the deployment shape, where a device feeds the image and gets the mask.
+    The weights are the same either way; image-guided heads (``head.needs_image``) read the
+    full-resolution image too, so they require it (``None``, the default, turns it on for
+    them and off otherwise). :attr:`image_size` is the spatial size ``forward`` expects.
+
     Args:
         backbone: a name from :func:`jnet.list_models` or a module.
         num_classes: ``K``; 1 for binary segmentation (sigmoid), else softmax over ``K`` classes.
@@ -37,6 +47,10 @@ class JNet(nn.Module):
         in_channels: image channels, used when ``backbone`` is a name.
         backbone_options: options of a named backbone, e.g. ``{"width": 16}``.
         return_all: ``None`` to follow ``self.training``, else always / never all scales.
+        full_resolution_input: take ``output_size`` images and down-sample them inside (see
+            above); ``None``: only when the head needs the image.
+        downsample_mode: how the model down-samples its input, ``"area"`` or ``"bilinear"``
+            (as the data pipeline's ``downsample_mode``).
 
     Example:
         >>> import torch
@@ -58,6 +72,8 @@ class JNet(nn.Module):
         backbone_options: dict[str, Any] | None = None,
         head_options: dict[str, Any] | None = None,
         return_all: bool | None = None,
+        full_resolution_input: bool | None = None,
+        downsample_mode: str = "area",
     ) -> None:
         super().__init__()
         self.input_size = to_size(input_size, "input_size")
@@ -76,9 +92,14 @@ class JNet(nn.Module):
             self.backbone_name = None
         self.backbone = backbone
         self.head_name = head
-        self.head: Head = create_head(head, num_classes, self.input_size, self.output_size, **(head_options or {}))
+        options = dict(head_options or {})
+        if head_needs_image(head):
+            options.setdefault("in_channels", in_channels)
+        self.head: Head = create_head(head, num_classes, self.input_size, self.output_size, **options)
         self.num_classes = num_classes
         self.return_all = return_all
+        self.downsample_mode = check_option("downsample mode", downsample_mode, DOWNSAMPLE_MODES)
+        self.full_resolution_input = self.head.needs_image if full_resolution_input is None else full_resolution_input
         self.config = {
             "backbone": self.backbone_name,
             "num_classes": num_classes,
@@ -88,7 +109,30 @@ class JNet(nn.Module):
             "in_channels": in_channels,
             "backbone_options": dict(backbone_options or {}),
             "head_options": dict(head_options or {}),
+            "full_resolution_input": self.full_resolution_input,
+            "downsample_mode": downsample_mode,
         }
+
+    @property
+    def full_resolution_input(self) -> bool:
+        """Whether ``forward`` takes full-resolution images and down-samples them itself."""
+        return self._full_resolution_input
+
+    @full_resolution_input.setter
+    def full_resolution_input(self, value: bool) -> None:
+        if not value and self.head.needs_image:
+            raise ValueError(
+                f"the {self.head_name!r} head reads the full-resolution image, so the model must take it: "
+                "full_resolution_input cannot be False"
+            )
+        self._full_resolution_input = bool(value)
+        if hasattr(self, "config"):
+            self.config["full_resolution_input"] = self._full_resolution_input
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """The ``(h, w)`` of the images ``forward`` takes: ``output_size`` or ``input_size``."""
+        return self.output_size if self.full_resolution_input else self.input_size
 
     @property
     def scales(self) -> list[tuple[int, int]]:
@@ -96,11 +140,15 @@ class JNet(nn.Module):
         return list(self.head.scales)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if x.ndim != 4 or tuple(x.shape[-2:]) != self.input_size:
+        if x.ndim != 4 or tuple(x.shape[-2:]) != self.image_size:
+            what = "full-resolution " if self.full_resolution_input else ""
             raise ValueError(
-                f"JNet was built for (B, C, {self.input_size[0]}, {self.input_size[1]}) inputs, "
+                f"JNet was built for {what}(B, C, {self.image_size[0]}, {self.image_size[1]}) inputs, "
                 f"got shape {tuple(x.shape)}"
             )
+        image = x  # (B, C, H, W) full resolution, or already (B, C, h, w)
+        if self.full_resolution_input:
+            x = downsample_image(image, self.input_size, self.downsample_mode)  # (B, C, H, W) -> (B, C, h, w)
         y0 = self.backbone(x)  # (B, C, h, w) -> (B, K, h, w)
         if not isinstance(y0, torch.Tensor) or y0.ndim != 4 or y0.shape[1] != self.num_classes:
             got = tuple(y0.shape) if isinstance(y0, torch.Tensor) else type(y0).__name__
@@ -112,6 +160,7 @@ class JNet(nn.Module):
                 f"the backbone returned logits of size {tuple(y0.shape[-2:])}, "
                 f"but the head expects the input resolution {self.input_size}"
             )
-        outs = self.head(y0)  # [(B, K, h, w), ..., (B, K, H, W)]
+        # [(B, K, h, w), ..., (B, K, H, W)]; an image-guided head also reads the (B, C, H, W) image
+        outs = self.head(y0, image) if self.head.needs_image else self.head(y0)
         want_all = self.training if self.return_all is None else self.return_all
         return outs if want_all else outs[-1]

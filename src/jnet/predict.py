@@ -70,7 +70,7 @@ def predict_slices(model: JNet, images: np.ndarray, batch_size: int = 32) -> np.
     size = model.output_size
     labels = []
     for i in range(0, len(images), batch_size):
-        x = downsample(images[i : i + batch_size], model.input_size[0])
+        x = downsample(images[i : i + batch_size], model.image_size[0], model.downsample_mode)
         y = model(x)  # (B, K, S, S), or (B, K, r, r) for the "none" head
         if tuple(y.shape[-2:]) != size:
             y = upsample_logits(y, size)
@@ -209,7 +209,7 @@ def predict_files(
     ``resize``, ``normalize`` and ``modalities`` default to the training run's reader options.
     Every input is checked (exists, known type) before any prediction is made.
     """
-    model, ckpt = load_checkpoint(checkpoint)
+    model, ckpt = load_checkpoint(checkpoint, full_resolution_input=True)  # the model down-samples its input
     trained = ckpt.get("train_config", {})
     options = dict(trained.get("data_options") or {})
     resize = check_option("resize", resize or options.get("resize", "resize"), ("resize", "pad_crop"))

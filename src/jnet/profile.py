@@ -72,9 +72,8 @@ def count_macs(model: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
 
 def summarize(model: JNet, in_channels: int = 1) -> dict[str, Any]:
     """Parameters (total, backbone, head), GMACs per image (total and head) and output scales."""
-    h, w = model.input_size
-    macs = count_macs(model, (1, in_channels, h, w))
-    backbone_macs = count_macs(model.backbone, (1, in_channels, h, w))
+    macs = count_macs(model, (1, in_channels, *model.image_size))
+    backbone_macs = count_macs(model.backbone, (1, in_channels, *model.input_size))
     return {
         "backbone": model.config["backbone"],
         "head": model.head_name,
@@ -228,7 +227,7 @@ def profile_model(
         ``batch_size``), ``summary_style_mb`` (per image), ``batch_size``, and when ``train``:
         ``train_step_mb`` and ``train_batch_size``.
     """
-    h, w = model.input_size
+    h, w = model.image_size
     info = summarize(model, in_channels)
     info["weights_mb"] = weights_mb(model)
     info["batch_size"] = batch_size

@@ -670,8 +670,8 @@ def example_figure(rows: Sequence[ExampleRow], path: str | Path) -> Path | None:
                 line.append((None, "labels"))
                 continue
             model, _ = load_checkpoint(checkpoint)
-            with torch.no_grad():
-                y = model(x)  # (1, K, h, w)
+            with torch.no_grad():  # x, or the full-resolution image for a model that takes it
+                y = model(downsample(row.image[None], model.image_size[0], row.downsample_mode))  # (1, K, *, *)
             if tuple(y.shape[-2:]) != size:
                 y = upsample_logits(y, size)
             line.append((logits_to_labels(y)[0].numpy(), "labels"))

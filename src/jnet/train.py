@@ -142,6 +142,7 @@ class TrainConfig:
             in_channels=in_channels,
             backbone_options=options,
             head_options=self.head_options,
+            downsample_mode=self.downsample_mode,
         )
 
 
@@ -342,6 +343,7 @@ def fit(
 
     torch.manual_seed(config.seed)
     model = config.build_model(in_channels=data.images.shape[1], num_classes=k).to(device)
+    feed = model.image_size[0]  # the batches' image size: the input size, or the full size for guided heads
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     criterion = MultiScaleLoss(config.loss, weights=config.loss_weights, target_resize=config.target_resize)
@@ -358,7 +360,7 @@ def fit(
             + "; lower batch_size (batch norm needs at least 2 images per batch)"
         )
     if distributed:
-        dataset = SliceDataset(train, config.input_size, augment=augment, downsample_mode=config.downsample_mode,
+        dataset = SliceDataset(train, feed, augment=augment, downsample_mode=config.downsample_mode,
                                seed=config.seed)  # fmt: skip
         sampler = torch.utils.data.DistributedSampler(dataset, world, rank, shuffle=True, seed=config.seed,
                                                       drop_last=True)  # fmt: skip
@@ -366,7 +368,7 @@ def fit(
         if len(batches) == 0:
             raise ValueError(f"{len(train)} training slices over {world} ranks leave no batch of {per_rank}")
     else:
-        batches = SliceBatches(train, config.input_size, per_rank, drop_last=True, augment=augment,
+        batches = SliceBatches(train, feed, per_rank, drop_last=True, augment=augment,
                                downsample_mode=config.downsample_mode, seed=config.seed)  # fmt: skip
     steps = len(batches)
     sched = _scheduler(config, opt, steps)
@@ -377,7 +379,7 @@ def fit(
         ids = [device.index] if device.type == "cuda" else None
         ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
-    x_val = downsample(val.images, config.input_size, config.downsample_mode)
+    x_val = downsample(val.images, feed, config.downsample_mode)
     y_val = torch.from_numpy(val.masks)
     # each rank scores its share of the validation slices; the counts are gathered
     x_val_rank, y_val_rank = x_val[rank::world], y_val[rank::world]
@@ -564,7 +566,7 @@ def evaluate_checkpoint(
         raise ValueError(
             f"{spec} has {slices.images.shape[1]} channel(s) but the model expects {model.config['in_channels']}"
         )
-    inputs = downsample(slices.images, model.input_size[0], trained.downsample_mode)
+    inputs = downsample(slices.images, model.image_size[0], trained.downsample_mode)
     result = evaluate(model, inputs, torch.from_numpy(slices.masks), class_names=slices.class_names)
     return {**result, "checkpoint": str(checkpoint), "data": spec, "split": split}
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from jnet._options import check_option
+from jnet.resize import DOWNSAMPLE_MODES, downsample_image
 
 
 @dataclass
@@ -85,14 +85,10 @@ def downsample(images: torch.Tensor | np.ndarray, size: int, mode: str = "area")
 
     ``mode="area"`` (default) averages each block, an anti-aliased down-sampling;
     ``"bilinear"`` samples like OpenCV's ``INTER_LINEAR`` without anti-aliasing (the paper's).
+    The same function as a model's own down-sampling (:func:`jnet.resize.downsample_image`).
     """
-    check_option("downsample mode", mode, ("area", "bilinear"))
-    x = torch.as_tensor(images, dtype=torch.float32)
-    if x.shape[-2:] == (size, size):
-        return x.clone()
-    if mode == "area":
-        return F.interpolate(x, size=(size, size), mode="area")
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+    check_option("downsample mode", mode, DOWNSAMPLE_MODES)
+    return downsample_image(torch.as_tensor(images, dtype=torch.float32), (size, size), mode)
 
 
 def load_npz(path: str | Path) -> SliceData:
