@@ -7,6 +7,8 @@ states, gradients, hand-checkable guided-filter cases, fast kernels, training an
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -346,3 +348,17 @@ def test_export_cli_full_resolution_by_default(tmp_path, capsys) -> None:
     argv = ["export", "--checkpoint", str(tmp_path / "g.pt"), "--out", str(tmp_path / "g.onnx"), "--low-res-input"]
     assert main(argv) == 2
     assert "the 'guided' head reads the full-resolution image" in capsys.readouterr().err
+
+
+def test_profile_and_benchmark_of_deployment_models(capsys) -> None:
+    from jnet.cli import main
+
+    assert main(["profile", "--head", "guided", "--input-size", "16", "--output-size", "64", "--width", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "16x16 -> 64x64 (takes the full-resolution image, down-samples it inside)" in out
+    assert "(head 1);" in out
+    argv = ["benchmark", "--head", "jnet", "--input-size", "16", "--output-size", "64", "--width", "2",
+            "--full-resolution-input", "--runs", "2", "--warmup", "1", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["full_resolution_input"] is True and result["head"] == "jnet" and result["latency_ms_median"] > 0

@@ -284,16 +284,23 @@ def build_model(
     num_classes: int = 1,
     in_channels: int = 1,
     width: int | None = None,
+    full_resolution_input: bool | None = None,
 ) -> JNet:
-    """The model of a checkpoint, or (without one) a freshly initialised configuration, in eval mode."""
+    """The model of a checkpoint, or (without one) a freshly initialised configuration, in eval mode.
+
+    ``full_resolution_input=True`` gives the deployment-shaped model (it takes the
+    ``output_size`` image and down-samples it itself); ``None`` keeps the checkpoint's, or the
+    head's default.
+    """
     if checkpoint is not None:
         from jnet.checkpoint import load_checkpoint
 
-        return load_checkpoint(Path(checkpoint))[0]
+        return load_checkpoint(Path(checkpoint), full_resolution_input=full_resolution_input)[0]
     options = {} if width is None else {"width": width}
     net = JNet(
-        model, num_classes, input_size, output_size, head=head, in_channels=in_channels, backbone_options=options
-    )
+        model, num_classes, input_size, output_size, head=head, in_channels=in_channels, backbone_options=options,
+        full_resolution_input=full_resolution_input,
+    )  # fmt: skip
     return net.eval()
 
 
@@ -321,6 +328,7 @@ def describe(model: JNet) -> dict[str, Any]:
         "num_classes": cfg["num_classes"],
         "in_channels": cfg["in_channels"],
         "width": cfg["backbone_options"].get("width"),
+        "full_resolution_input": model.full_resolution_input,
     }
 
 

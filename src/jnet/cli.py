@@ -227,6 +227,11 @@ def _model_args(p: argparse.ArgumentParser, checkpoint_help: str) -> None:
     p.add_argument("--num-classes", type=int, default=1)
     p.add_argument("--in-channels", type=int, default=1)
     p.add_argument("--width", type=int, default=None, help="backbone width (default: the backbone's)")
+    p.add_argument(
+        "--full-resolution-input", action="store_true",
+        help="the deployment-shaped model: it takes the output-size image and down-samples it itself "
+        "(always so for image-guided heads)",
+    )  # fmt: skip
 
 
 def _model_from_args(args: argparse.Namespace, **overrides: object):  # -> JNet
@@ -236,6 +241,7 @@ def _model_from_args(args: argparse.Namespace, **overrides: object):  # -> JNet
         k: getattr(args, k)
         for k in ("checkpoint", "model", "head", "input_size", "output_size", "num_classes", "in_channels", "width")
     }
+    spec["full_resolution_input"] = True if getattr(args, "full_resolution_input", False) else None
     spec.update(overrides)
     return build_model(**spec)  # type: ignore[arg-type]
 
@@ -259,7 +265,9 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=1))
         return 0
     (h, w), (oh, ow) = model.input_size, model.output_size
-    print(f"{info['backbone']} + {info['head']} head, {h}x{w} -> {oh}x{ow}, K={info['num_classes']}, C={in_channels}")
+    full = " (takes the full-resolution image, down-samples it inside)" if info["full_resolution_input"] else ""
+    k = info["num_classes"]
+    print(f"{info['backbone']} + {info['head']} head, {h}x{w} -> {oh}x{ow}{full}, K={k}, C={in_channels}")
     print(f"  parameters: {info['params']:,} (head {info['head_params']:,}); weights {info['weights_mb']:.2f} MB")
     print(f"  GMACs/image: {info['gmacs']:.4f} (head {info['head_gmacs']:.4f})")
     print(
@@ -410,7 +418,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         return 0
     r = result
     print(
-        f"{r['model']} + {r['head']} head, {r['input_size']} -> {r['output_size']}, K={r['num_classes']}; "
+        f"{r['model']} + {r['head']} head, {r['input_size']} -> {r['output_size']}"
+        f"{' (full-resolution input)' if r.get('full_resolution_input') else ''}, K={r['num_classes']}; "
         f"{r['runtime']} ({r['precision']}), batch {r['batch_size']}, {r['threads']} thread(s)"
     )
     print(

@@ -80,6 +80,7 @@ def summarize(model: JNet, in_channels: int = 1) -> dict[str, Any]:
         "input_size": list(model.input_size),
         "output_size": list(model.output_size),
         "num_classes": model.num_classes,
+        "full_resolution_input": model.full_resolution_input,
         "params": sum(p.numel() for p in model.parameters()),
         "head_params": sum(p.numel() for p in model.head.parameters()),
         "gmacs": macs / 1e9,
