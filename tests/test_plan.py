@@ -192,6 +192,15 @@ def test_plan_cli(tmp_path, capsys) -> None:
     assert json.loads(capsys.readouterr().out)["best"]["name"] == "unet+jnet@16"
 
 
+def test_plan_plot(tmp_path, capsys) -> None:
+    pytest.importorskip("matplotlib")
+    sweep, bench = write_sweep(tmp_path)
+    png = tmp_path / "plan.png"
+    assert main(["plan", "--results", sweep, "--benchmark", bench, "--budget-ms", "1.75", "--plot", str(png)]) == 0
+    assert f"wrote {png}" in capsys.readouterr().out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob("*.tmp*"))
+
+
 def test_plan_cli_infeasible_budget(tmp_path, capsys) -> None:
     sweep, bench = write_sweep(tmp_path)
     assert main(["plan", "--results", sweep, "--benchmark", bench, "--budget-ms", "0.5"]) == 2

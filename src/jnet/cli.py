@@ -530,7 +530,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from jnet.plan import fastest, format_plan, make_plan
+    from jnet.plan import fastest, format_plan, make_plan, plot_plan
 
     plan = make_plan(
         args.results,
@@ -543,6 +543,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         precision=args.precision,
     )
     print(json.dumps(plan.to_dict(), indent=1) if args.json else format_plan(plan))
+    if args.plot is not None:
+        if plot_plan(plan, args.plot) is None:
+            raise ValueError("--plot needs matplotlib: pip install 'jnet[plot]'")
+        if not args.json:
+            print(f"wrote {args.plot}")
     if args.budget_ms is not None and plan.best is None:
         quick = fastest(plan.candidates)
         raise ValueError(
@@ -720,6 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="use only benchmark results at this batch")
     p.add_argument("--threads", type=int, default=None, help="use only benchmark results with these threads")
     p.add_argument("--precision", default=None, help="use only benchmark results of this precision (fp32, int8 ...)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="also draw quality against latency into this file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_plan)
 

@@ -389,3 +389,39 @@ def fastest(candidates: list[Candidate]) -> Candidate | None:
     """The candidate with the lowest latency (``None`` if none has one)."""
     timed = [c for c in candidates if c.latency_ms is not None]
     return min(timed, key=lambda c: (c.latency_ms, c.name)) if timed else None
+
+
+def plot_plan(plan: Plan, path: str | os.PathLike) -> Path | None:
+    """Quality (mean +- std over seeds) against latency, one point per configuration, the front joined.
+
+    Returns ``None`` without matplotlib (``pip install 'jnet[plot]'``).
+    """
+    from jnet.sweep import _pyplot, _save
+
+    plt = _pyplot()
+    if plt is None:
+        return None
+    metric = plan.metric
+    timed = [c for c in plan.candidates if c.latency_ms is not None]
+    fig, ax = plt.subplots(figsize=(7.2, 4.6))
+    for c in timed:
+        on_front = any(c is f for f in plan.front)
+        spread = c.spread(metric)
+        ax.errorbar(
+            c.latency_ms, 100 * c.quality(metric), yerr=None if spread is None else 100 * spread,
+            marker="o" if on_front else "x", color="C0" if on_front else "C7", capsize=3, markersize=5,
+        )  # fmt: skip
+        ax.annotate(c.name, (c.latency_ms, 100 * c.quality(metric)), fontsize=6, xytext=(3, 3),
+                    textcoords="offset points")  # fmt: skip
+    front = sorted((c for c in plan.front if c.latency_ms is not None), key=lambda c: c.latency_ms)
+    ax.plot([c.latency_ms for c in front], [100 * c.quality(metric) for c in front], color="C0", alpha=0.5,
+            label="Pareto front")  # fmt: skip
+    if plan.budget_ms is not None:
+        ax.axvline(plan.budget_ms, color="C3", linestyle="--", label=f"budget {plan.budget_ms:g} ms")
+    ax.set_xlabel("latency (ms, median)")
+    ax.set_ylabel(f"{metric.replace('_', ' ')} at full resolution (%)")
+    ax.set_title("quality against latency (mean ± std over seeds)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, Path(path))
