@@ -1,8 +1,10 @@
-"""Checking string options the way MONAI's ``look_up_option`` does: early, with the choices."""
+"""Checking options early, with clear messages: string choices (as MONAI's ``look_up_option``) and sizes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+
+Size = tuple[int, int]
 
 
 def check_option(name: str, value: str, choices: Iterable[str]) -> str:
@@ -17,3 +19,16 @@ def check_option(name: str, value: str, choices: Iterable[str]) -> str:
     if value not in valid:
         raise ValueError(f"unknown {name} {value!r}; valid choices: {', '.join(map(repr, valid))}")
     return value
+
+
+def to_size(size: int | Sequence[int], name: str = "size") -> Size:
+    """``16`` -> ``(16, 16)``; ``(h, w)`` stays; anything else raises a ValueError."""
+    if isinstance(size, int):
+        pair = (size, size)
+    else:
+        pair = tuple(int(s) for s in size)
+        if len(pair) != 2:
+            raise ValueError(f"{name} must be an int or (height, width), got {size!r}")
+    if min(pair) < 1:
+        raise ValueError(f"{name} must be positive, got {size!r}")
+    return pair  # type: ignore[return-value]

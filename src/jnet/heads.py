@@ -39,23 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jnet._options import check_option
+from jnet._options import Size, check_option, to_size
 from jnet.resize import downsample_image
-
-Size = tuple[int, int]
-
-
-def to_size(size: int | Sequence[int], name: str = "size") -> Size:
-    """``16`` -> ``(16, 16)``; ``(h, w)`` stays; anything else raises a ValueError."""
-    if isinstance(size, int):
-        pair = (size, size)
-    else:
-        pair = tuple(int(s) for s in size)
-        if len(pair) != 2:
-            raise ValueError(f"{name} must be an int or (height, width), got {size!r}")
-    if min(pair) < 1:
-        raise ValueError(f"{name} must be positive, got {size!r}")
-    return pair  # type: ignore[return-value]
 
 
 def num_upscaling_stages(input_size: int | Sequence[int], output_size: int | Sequence[int]) -> int:

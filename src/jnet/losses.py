@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jnet._options import check_option
+from jnet._options import check_option, to_size
 
 __all__ = [
     "BCELoss",
@@ -92,13 +92,6 @@ def _one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torc
     return out.scatter_(1, labels.unsqueeze(1), 1.0)  # (B, K, H, W)
 
 
-def _as_size(size: int | Sequence[int]) -> tuple[int, int]:
-    hw = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
-    if len(hw) != 2 or min(hw) < 1:
-        raise ValueError(f"a size must be a positive int or a pair (h, w), got {size!r}")
-    return hw  # type: ignore[return-value]
-
-
 def target_pyramid(
     target: torch.Tensor,
     sizes: Sequence[int | Sequence[int]],
@@ -144,7 +137,7 @@ def target_pyramid(
     check_option("target resize mode", mode, _RESIZE_MODES)
     labels = _check_labels(target, num_classes)
     full = (labels.shape[-2], labels.shape[-1])
-    wanted = [_as_size(s) for s in sizes]
+    wanted = [to_size(s) for s in sizes]
     for h, w in wanted:
         if h > full[0] or w > full[1]:
             raise ValueError(

@@ -62,7 +62,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from jnet._options import check_option
+from jnet._options import check_option, to_size
 
 __all__ = [
     "SegmentationMetrics",
@@ -86,18 +86,6 @@ def _check_num_classes(num_classes: int) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be an integer >= 1 (the number of logit channels), got {num_classes!r}")
     return num_classes
-
-
-def _size_2d(size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(size, int):
-        out = (size, size)
-    else:
-        out = tuple(int(s) for s in size)
-        if len(out) != 2:
-            raise ValueError(f"size must be an int or (H, W), got {size!r}")
-    if min(out) < 1:
-        raise ValueError(f"size must be positive, got {size!r}")
-    return out  # type: ignore[return-value]
 
 
 def _is_label_dtype(x: torch.Tensor) -> bool:
@@ -147,7 +135,7 @@ def upsample_labels(labels: torch.Tensor, size: int | Sequence[int]) -> torch.Te
         raise ValueError(f"labels must be (B, h, w), got shape {tuple(labels.shape)}")
     if not _is_label_dtype(labels):
         raise TypeError(f"labels must be an integer tensor, got {labels.dtype} (use logits_to_labels on logits)")
-    height, width = _size_2d(size)
+    height, width = to_size(size)
     h, w = labels.shape[-2:]
     if (h, w) == (height, width):
         return labels
@@ -175,7 +163,7 @@ def upsample_logits(logits: torch.Tensor, size: int | Sequence[int], mode: str =
         raise ValueError(f"logits must be (B, K, h, w), got shape {tuple(logits.shape)}")
     if not logits.is_floating_point():
         raise TypeError(f"logits must be a floating-point tensor, got {logits.dtype}")
-    size2 = _size_2d(size)
+    size2 = to_size(size)
     if tuple(logits.shape[-2:]) == size2:
         return logits
     return F.interpolate(logits, size=size2, mode=mode, align_corners=False)
