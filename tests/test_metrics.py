@@ -252,3 +252,36 @@ def test_merging_counts_equals_one_accumulator() -> None:
     assert merged.compute() == whole.compute()
     with pytest.raises(ValueError, match=r"three \(N, 2\) tensors"):
         merged.add_counts(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3))
+
+
+def test_low_resolution_oracle_hand_cases() -> None:
+    from jnet.metrics import low_resolution_oracle
+
+    band = torch.zeros(1, 256, 256, dtype=torch.long)
+    band[:, :128] = 1  # a step on the 16-pixel grid: bilinear crosses 0.5 exactly between rows 127 and 128
+    assert low_resolution_oracle(band, 16, 1)["mean_jaccard"] == 1.0
+    dot = torch.zeros(2, 256, 256, dtype=torch.long)
+    dot[0, 100, 100] = 1  # covers 1/256 of its 16x16 cell: lost at 16x16 (Jaccard 0); slice 1 empty-empty (1)
+    r = low_resolution_oracle(dot, 16, 1)
+    assert r["jaccard"]["foreground"] == 0.5 and r["mean_jaccard_global"] == 0.0
+    assert low_resolution_oracle(dot, 256, 1)["mean_jaccard"] == 1.0  # no squeeze, nothing lost
+    three = torch.zeros(1, 64, 64, dtype=torch.long)
+    three[:, :32] = 1
+    three[:, 32:48] = 2  # K = 3 bands aligned with the 8x8 grid of 8-pixel cells
+    assert low_resolution_oracle(three, 8, 3, ["a", "b"])["mean_jaccard"] == 1.0
+
+
+def test_data_cli_oracle(tmp_path, capsys) -> None:
+    from jnet.cli import main
+    from jnet.data import load_data
+    from jnet.data.prepare import patient_split, save_split
+
+    data = load_data("synthetic", num_patients=4, slices_per_patient=3, size=64)
+    save_split(patient_split(data.patient_id, 0.5, seed=0), tmp_path / "split.json")
+    options = ["--option", "num_patients=4", "--option", "slices_per_patient=3", "--option", "size=64"]
+    argv = ["data", "--data", "synthetic", *options, "--oracle", "16", "--oracle", "64",
+            "--split-file", str(tmp_path / "split.json")]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "the 2 validation patients of" in out and "6 slices" in out
+    assert "64x64 -> 64x64: mean Dice 1.0000, mean Jaccard 1.0000" in out

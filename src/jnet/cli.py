@@ -77,6 +77,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
     labels = np.bincount(data.masks.ravel(), minlength=len(data.class_names) + 1)
     for k, name in enumerate(["background", *data.class_names]):
         print(f"  label {k} {name}: {labels[k] / labels.sum():.3%} of pixels")
+    if args.oracle:
+        _print_oracle(args, data)
     if args.benchmark:
         print(f"loading alone, {args.input_size}x{args.input_size} input, batch {args.batch_size}:")
         for loader in ("batches", "dataloader"):
@@ -87,6 +89,29 @@ def _cmd_data(args: argparse.Namespace) -> int:
                 name = "SliceBatches" if loader == "batches" else "DataLoader(workers=0)"
                 print(f"  {name:<22} augment={augment!s:<5} {r['images_per_second']:>10,.0f} images/s")
     return 0
+
+
+def _print_oracle(args: argparse.Namespace, data) -> None:  # data: SliceData
+    import numpy as np
+
+    from jnet.metrics import low_resolution_oracle
+
+    masks, where = data.masks, "all slices"
+    if args.split_file is not None:
+        split = json.loads(Path(args.split_file).read_text())
+        chosen = np.isin(data.patient_id, split["val"])
+        if not chosen.any():
+            raise ValueError(f"{args.split_file}: none of its validation patients are in {args.data}")
+        masks, where = masks[chosen], f"the {len(split['val'])} validation patients of {args.split_file}"
+    k = 1 if len(data.class_names) == 1 else len(data.class_names) + 1
+    h = data.masks.shape[-1]
+    print(f"low-resolution oracle (the truth area-down-sampled, bilinearly up-sampled back), {where}:")
+    for size in args.oracle:
+        r = low_resolution_oracle(masks, size, k, data.class_names)
+        print(
+            f"  {size}x{size} -> {h}x{h}: mean Dice {r['mean_dice']:.4f}, mean Jaccard {r['mean_jaccard']:.4f} "
+            f"(global {r['mean_dice_global']:.4f} / {r['mean_jaccard_global']:.4f}), {r['n_images']} slices"
+        )
 
 
 # TrainConfig fields that `jnet train` exposes as flags: (flag, type, help)
@@ -653,6 +678,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument(
+        "--oracle", type=int, action="append", default=[], metavar="SIZE",
+        help="score the truth squeezed through SIZExSIZE and back (repeatable): the resolution's own cost",
+    )  # fmt: skip
+    p.add_argument("--split-file", default=None, help="--oracle: score only this split's validation patients")
     p.set_defaults(func=_cmd_data)
 
     p = sub.add_parser("profile", help="parameters, GMACs and activation memory; --table: the paper's Table 4")

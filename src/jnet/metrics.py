@@ -59,6 +59,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -418,3 +419,45 @@ class SegmentationMetrics:
             f"SegmentationMetrics(num_classes={self.num_classes}, class_names={self.class_names}, "
             f"empty={self.empty!r}, n_images={self.n_images})"
         )
+
+
+def low_resolution_oracle(
+    masks: torch.Tensor | np.ndarray,
+    input_size: int,
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+    batch_size: int = 256,
+) -> dict[str, Any]:
+    """Scores at full resolution of the ground truth itself, squeezed through ``input_size``.
+
+    Each class's mask is area-down-sampled to ``input_size`` (the fraction of each
+    low-resolution pixel it covers), up-sampled bilinearly and turned into labels as a model's
+    logits would be (fraction > 0.5 for one class, the argmax otherwise). This is what a
+    backbone that predicted the exact class fractions at its input resolution would score
+    behind the ``interp`` head: the resolution's own cost. It is not a hard ceiling: a head
+    that reads the image (``jnet-guided``, ``guided``) can place boundaries better than it.
+
+    Args:
+        masks: ``(N, H, W)`` integer labels.
+        input_size: the low resolution.
+        num_classes: ``K`` as for the model (1: binary).
+        class_names: names of the foreground classes.
+        batch_size: masks processed at a time.
+
+    Returns:
+        :meth:`SegmentationMetrics.compute` of those predictions against ``masks``.
+    """
+    from jnet.resize import downsample_image
+
+    y = torch.as_tensor(np.asarray(masks)).long()
+    metrics = SegmentationMetrics(num_classes, class_names)
+    size = tuple(y.shape[-2:])
+    k = max(2, num_classes)
+    for i in range(0, len(y), batch_size):
+        labels = y[i : i + batch_size]
+        onehot = F.one_hot(labels, k).permute(0, 3, 1, 2).float()  # (B, K', H, W)
+        low = downsample_image(onehot, (input_size, input_size), "area")  # (B, K', r, r): class fractions
+        up = upsample_logits(low, size)  # (B, K', H, W)
+        pred = (up[:, 1] > 0.5).long() if num_classes == 1 else up.argmax(dim=1)
+        metrics.update(pred, labels)
+    return metrics.compute()
