@@ -120,7 +120,7 @@ _TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("cache-dir", str, "prepare the data once into this folder and reuse it"),
     ("model", str, "backbone name (jnet models)"),
     ("width", int, "backbone width"),
-    ("head", str, "jnet, jnet-noskip, jnet-single, interp or none"),
+    ("head", str, "jnet, jnet-noskip, jnet-single, interp, none, jnet-guided or guided (jnet models)"),
     ("input-size", int, "network input side r"),
     ("output-size", int, "mask side S"),
     ("num-classes", int, "K (default: from the data)"),
