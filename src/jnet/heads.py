@@ -251,12 +251,20 @@ class JNetHead(Head):
         return m * convt + (m - len(s)) * conv + len(s) * conv2 + sum(s) * convt + len(s) * conv
 
     def forward(self, y0: torch.Tensor) -> list[torch.Tensor]:
+        return self._cascade(y0)
+
+    def _cascade(
+        self, y0: torch.Tensor, extra: Callable[[int, torch.Tensor], torch.Tensor] | None = None
+    ) -> list[torch.Tensor]:
+        """The stages; ``extra(i, u)`` may widen stage ``i``'s conv input ``u`` (the guided head's image)."""
         outs = [y0]  # (B, K, h, w)
         y = y0
         for i, (up, conv) in enumerate(zip(self.ups, self.convs, strict=True), start=1):
             u = _up2(up, y)  # (B, K, s, s) -> (B, K, 2s, 2s)
             if i in self.skip_stages:
                 u = torch.cat([u, self._stretched(i, y0)], dim=1)  # (B, 2K, 2s, 2s)
+            if extra is not None:
+                u = extra(i, u)  # (B, nK (+ more), 2s, 2s)
             y = _conv3x3(conv, u)  # (B, K, 2s, 2s)
             outs.append(y)
         return outs
@@ -405,21 +413,17 @@ class GuidedJNetHead(JNetHead):
 
     def forward(self, y0: torch.Tensor, image: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
         guides = _image_pyramid(image, self.scales[1:])  # [(B, C, 2h, 2w), ..., (B, C, H, W)]
-        outs = [y0]  # (B, K, h, w)
-        y = y0
-        for i, (up, conv) in enumerate(zip(self.ups, self.convs, strict=True), start=1):
-            u = _up2(up, y)  # (B, K, s, s) -> (B, K, 2s, 2s)
-            if i in self.skip_stages:
-                u = torch.cat([u, self._stretched(i, y0)], dim=1)  # (B, 2K, 2s, 2s)
-            if i in self.guided_stages:
-                g = guides[i - 1]  # (B, C, 2s, 2s)
-                f = torch.cat([g, g - _box(g, 1)], dim=1)  # (B, 2C, 2s, 2s): intensity, local contrast
-                if self.gate:
-                    f = f * _uncertainty(u[:, : self.num_classes])  # (B, 2C, 2s, 2s) * (B, 1, 2s, 2s)
-                u = torch.cat([u, f], dim=1)  # (B, nK + 2C, 2s, 2s)
-            y = _conv3x3(conv, u)  # (B, K, 2s, 2s)
-            outs.append(y)
-        return outs
+
+        def add_image(i: int, u: torch.Tensor) -> torch.Tensor:  # (B, nK, 2s, 2s) -> (B, nK + 2C, 2s, 2s)
+            if i not in self.guided_stages:
+                return u
+            g = guides[i - 1]  # (B, C, 2s, 2s)
+            f = torch.cat([g, g - _box(g, 1)], dim=1)  # (B, 2C, 2s, 2s): intensity, local contrast
+            if self.gate:
+                f = f * _uncertainty(u[:, : self.num_classes])  # (B, 2C, 2s, 2s) * (B, 1, 2s, 2s)
+            return torch.cat([u, f], dim=1)
+
+        return self._cascade(y0, add_image)
 
 
 class GuidedFilterHead(Head):
