@@ -364,12 +364,14 @@ def format_plan(plan: Plan) -> str:
     metric = plan.metric
     short = metric.removeprefix("mean_")
 
+    width = max([28] + [len(c.name) for c in plan.front])
+
     def row(c: Candidate, mark: str = " ") -> str:
         spread = c.spread(metric)
         q = f"{c.quality(metric):.4f}" + (f" +- {spread:.4f}" if spread is not None else "         ")
-        return f"{mark} {c.name:<28} {q:<18} {len(c.seeds):>5} {c.latency_ms:>10.3f}"
+        return f"{mark} {c.name:<{width}} {q:<18} {len(c.seeds):>5} {c.latency_ms:>10.3f}"
 
-    head = f"  {'configuration':<28} {short + ' (mean +- std)':<18} {'seeds':>5} {'latency ms':>10}"
+    head = f"  {'configuration':<{width}} {short + ' (mean +- std)':<18} {'seeds':>5} {'latency ms':>10}"
     lines = [f"Pareto front ({metric} up, latency down):", head]
     lines += [row(c, "*" if c is plan.best else " ") for c in plan.front]
     if plan.no_latency:
