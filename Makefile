@@ -30,9 +30,10 @@ study: install
 # Latency of every study configuration as a device runs it (full-resolution image in, mask out),
 # ONNX Runtime, batch 1, at 1 and 2 threads; then the plan at a few budgets. Run on an idle machine.
 STUDY_HEADS := none interp jnet jnet-noskip jnet-single jnet-guided guided
+STUDY_SIZES := 16 32
 study-latency: install
 	rm -f $(STUDY)/latency.json
-	for size in 16 32 64; do for head in $(STUDY_HEADS); do for threads in 1 2; do \
+	for size in $(STUDY_SIZES); do for head in $(STUDY_HEADS); do for threads in 1 2; do \
 	  $(PYTHON) -m jnet benchmark --model elunet --head $$head --input-size $$size --full-resolution-input \
 	    --runtime onnxruntime --threads $$threads --runs 200 --out $(STUDY)/latency.json || exit 1; \
 	done; done; done
