@@ -304,9 +304,9 @@ def test_shipped_sweep_files_expand() -> None:
     study = load_sweep(REPO / "configs" / "study_lgg.yaml")
     runs = study.runs
     # ELU-Net none/interp/jnet at 16, 32, 64 + U-Net none/jnet at 16, 32 + 5 ablations and 2 guided heads
-    # at 16, 32; 3 seeds each
-    assert len(runs) == 3 * 3 * 3 + 2 * 2 * 3 + 7 * 2 * 3 == 81
-    assert len({run.name for run in runs}) == 81
+    # at 16, 32 + the ungated guided cascade at 16; 3 seeds each
+    assert len(runs) == 3 * 3 * 3 + 2 * 2 * 3 + 7 * 2 * 3 + 3 == 84
+    assert len({run.name for run in runs}) == 84
     assert {run.config.seed for run in runs} == {0, 1, 2}
     assert {run.config.input_size for run in runs if run.variant or run.config.model == "unet"} == {16, 32}
     assert all(run.config.split_file == "configs/lgg_split.json" and run.config.epochs == 30 for run in runs)
