@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from jnet.data import load_data
 from jnet.data.augment import AugmentConfig
 from jnet.data.dataset import SliceBatches, SliceDataset, benchmark_loading
 from jnet.data.prepare import SliceData, downsample, kfold_split
@@ -170,3 +171,14 @@ def test_kfold_errors() -> None:
         kfold_split(pid, 4, 0)
     with pytest.raises(TypeError, match="k must be an integer"):
         kfold_split(pid, 2.0, 0)
+
+
+def test_full_resolution_batches_are_not_copied_up_front() -> None:
+    # a model that takes the full-resolution image (a guided head) is fed the slices as they are
+    data = load_data("synthetic", num_patients=2, slices_per_patient=4, size=64)
+    batches = SliceBatches(data, 64, batch_size=3, shuffle=False)
+    assert batches.inputs.data_ptr() == batches.images.data_ptr()  # no second copy of every slice
+    x, _ = next(iter(batches))
+    assert torch.equal(x, torch.from_numpy(data.images[:3]))
+    x[:] = 0  # a batch is its own memory: the slices are untouched
+    assert np.abs(data.images[:3]).sum() > 0

@@ -50,7 +50,13 @@ def _tensors(data: SliceData) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _lowres(images: torch.Tensor, size: int, mode: str) -> torch.Tensor:
-    """:func:`downsample` of every image, a chunk at a time (bounded temporary memory)."""
+    """:func:`downsample` of every image, a chunk at a time (bounded temporary memory).
+
+    Images already at ``size`` (a model that takes the full-resolution image) are used as they
+    are: batches are index gathers, so they never write into them, and no copy is made.
+    """
+    if tuple(images.shape[-2:]) == (size, size):
+        return images
     return torch.cat([downsample(images[i : i + _CHUNK], size, mode) for i in range(0, len(images), _CHUNK)])
 
 
