@@ -1,8 +1,9 @@
 # The README's two commands: `make demo` (the main job on built-in data) and `make test`.
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
+comma := ,
 
-.PHONY: install test demo demo-quick lint study study-latency
+.PHONY: install test demo demo-quick lint study study-latency study-compare
 
 # torch first, from the CPU wheel, and only when missing: an installed torch is left alone.
 install:
@@ -29,15 +30,30 @@ study: install
 
 # Latency of every study configuration as a device runs it (full-resolution image in, mask out),
 # ONNX Runtime, batch 1, at 1 and 2 threads; then the plan at a few budgets. Run on an idle machine.
+# MODEL:HEAD:SIZE: every ELU-Net head at 16 and 32, the 64x64 rows, the U-Net rows.
 STUDY_HEADS := none interp jnet jnet-noskip jnet-single jnet-guided guided
-STUDY_SIZES := 16 32
+STUDY_CONFIGS := $(foreach size,16 32,$(foreach head,$(STUDY_HEADS),elunet:$(head):$(size))) \
+	elunet:none:64 elunet:interp:64 elunet:jnet:64 unet:none:16 unet:jnet:16 unet:none:32 unet:jnet:32
 study-latency: install
 	rm -f $(STUDY)/latency.json
-	for size in $(STUDY_SIZES); do for head in $(STUDY_HEADS); do for threads in 1 2; do \
-	  $(PYTHON) -m jnet benchmark --model elunet --head $$head --input-size $$size --full-resolution-input \
+	for cfg in $(STUDY_CONFIGS); do model=$${cfg%%:*}; rest=$${cfg#*:}; head=$${rest%%:*}; size=$${rest#*:}; for threads in 1 2; do \
+	  $(PYTHON) -m jnet benchmark --model $$model --head $$head --input-size $$size --full-resolution-input \
 	    --runtime onnxruntime --threads $$threads --runs 200 --out $(STUDY)/latency.json || exit 1; \
-	done; done; done
+	done; done
 	for budget in 2 3 5; do \
 	  $(PYTHON) -m jnet plan --results $(STUDY) --benchmark $(STUDY)/latency.json --threads 1 --budget-ms $$budget \
 	    --plot $(STUDY)/quality_vs_latency.png || exit 1; \
 	done
+
+# Paired comparisons on the same validation slices, with 95% CIs over patients (jnet compare):
+# the per-image scores are kept in each run's val_scores.csv, so this needs no checkpoint twice.
+STUDY_PAIRS := elunet+jnet@16,elunet+none@16 elunet+interp@16,elunet+none@16 elunet+jnet@16,elunet+interp@16 \
+	elunet+jnet@32,elunet+none@32 elunet+interp@32,elunet+none@32 elunet+jnet@32,elunet+interp@32 \
+	elunet+jnet@64,elunet+none@64 unet+jnet@16,unet+none@16 elunet+jnet@16,unet+jnet@16 \
+	elunet+jnet@16,elunet+none@32 elunet+jnet+final-loss@16,elunet+jnet@16 \
+	elunet+jnet-noskip+no-skip@16,elunet+jnet@16 elunet+jnet+area-target@16,elunet+jnet@16 \
+	elunet+jnet-guided+guided-cascade@16,elunet+jnet@16 elunet+jnet-guided+guided-cascade@16,elunet+none@32 \
+	elunet+jnet-guided+guided-cascade@32,elunet+jnet@32 elunet+guided+guided-filter@16,elunet+interp@16
+study-compare: install
+	$(PYTHON) -m jnet compare --results $(STUDY) --out $(STUDY)/comparisons.json \
+	  $(foreach pair,$(STUDY_PAIRS),--pair $(subst $(comma), ,$(pair)))

@@ -619,6 +619,26 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from jnet.compare import compare, format_comparison
+
+    loaded: dict = {}
+    done = []
+    for a, b in args.pair:
+        c = compare(args.results, a, b, args.metric, args.boot, args.seed, args.confidence, loaded)
+        done.append(c.to_dict())
+        if not args.json:
+            print(format_comparison(c), flush=True)
+    if args.json:
+        print(json.dumps(done, indent=1))
+    if args.out:
+        out = Path(args.out)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(done, indent=1) + "\n")
+        tmp.replace(out)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from jnet.demo import format_table, run_demo
 
@@ -771,6 +791,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="list the runs and whether each would train or be skipped")
     p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("compare", help="paired comparison of two sweep configurations, with a CI over patients")
+    p.add_argument("--results", required=True, help="a sweep folder (results.csv and the run folders)")
+    p.add_argument(
+        "--pair", nargs=2, action="append", required=True, metavar=("A", "B"),
+        help="configurations METHOD@INPUT_SIZE as in results.csv, e.g. elunet+jnet@16 elunet+interp@16 (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--metric", default="jaccard", help="jaccard or dice")
+    p.add_argument("--boot", type=int, default=10000, help="bootstrap resamples of the patients")
+    p.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
+    p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument("--out", default=None, help="write the comparisons as a JSON list")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("demo", help="train the baseline and J-Net on synthetic phantoms and compare")
     p.add_argument("--quick", action="store_true", help="a smaller run (under 2 minutes on 2 CPU cores)")

@@ -545,6 +545,26 @@ def evaluate_checkpoint(
         global variants, ``resolution``, ``n_images``, ``input_resolution``) plus
         ``checkpoint``, ``data`` and ``split``.
     """
+    model, trained, slices = checkpoint_data(checkpoint, data, split, data_options, split_file)
+    inputs = downsample(slices.images, model.image_size[0], trained.downsample_mode)
+    result = evaluate(model, inputs, torch.from_numpy(slices.masks), class_names=slices.class_names)
+    return {**result, "checkpoint": str(checkpoint), "data": trained.data, "split": split}
+
+
+def checkpoint_data(
+    checkpoint: str | Path,
+    data: str | None = None,
+    split: str = "val",
+    data_options: dict[str, Any] | None = None,
+    split_file: str | Path | None = None,
+    loaded: dict[tuple[str, str], SliceData] | None = None,
+) -> tuple[JNet, TrainConfig, SliceData]:
+    """A checkpoint's model (eval mode), its training config and the slices to score it on.
+
+    The arguments are those of :func:`evaluate_checkpoint`; the returned config's ``data`` and
+    ``data_options`` are the ones used. ``loaded`` caches the data between calls (keyed by
+    data spec and reader options), for scoring many checkpoints of one study.
+    """
     from jnet.checkpoint import load_checkpoint
 
     check_option("split", split, ("val", "all"))
@@ -553,7 +573,13 @@ def evaluate_checkpoint(
     spec = data or trained.data
     options = dict(trained.data_options if data_options is None else data_options)
     config = dataclasses.replace(trained, data=spec, data_options=options, cache_dir=None)
-    slices = load_training_data(config)
+    key = (spec, json.dumps({"size": config.output_size, **options}, sort_keys=True, default=str))
+    if loaded is not None and key in loaded:
+        slices = loaded[key]
+    else:
+        slices = load_training_data(config)
+        if loaded is not None:
+            loaded[key] = slices
     if split == "val":
         path = Path(split_file) if split_file else Path(checkpoint).with_name("split.json")
         if not path.is_file():
@@ -566,9 +592,7 @@ def evaluate_checkpoint(
         raise ValueError(
             f"{spec} has {slices.images.shape[1]} channel(s) but the model expects {model.config['in_channels']}"
         )
-    inputs = downsample(slices.images, model.image_size[0], trained.downsample_mode)
-    result = evaluate(model, inputs, torch.from_numpy(slices.masks), class_names=slices.class_names)
-    return {**result, "checkpoint": str(checkpoint), "data": spec, "split": split}
+    return model, config, slices
 
 
 def benchmark_training(config: TrainConfig, data: SliceData, epochs: int = 3) -> dict[str, Any]:

@@ -1,0 +1,357 @@
+"""Paired comparison of two configurations of a sweep, with uncertainty over patients.
+
+A sweep table gives each configuration's mean score and its spread over seeds. The spread over
+seeds says nothing about the validation patients: with 16 of them, a 2-point difference can
+come from two or three patients. This module scores both configurations on the *same*
+validation slices and reports the difference with a bootstrap confidence interval over
+patients and a sign test over patients.
+
+Per-image scores
+----------------
+:func:`run_scores` scores a run's ``checkpoint_best.pt`` on its validation slices (the scores
+``jnet train`` averaged into ``metrics.json``) and keeps them beside it in
+``val_scores.csv`` (columns ``image, patient_id, dice, jaccard``), so later comparisons need
+no checkpoint. Every read is checked against ``metrics.json``: the mean of the per-image
+scores must equal the run's best mean score, else the file is stale or the checkpoint is not
+the one the metrics came from, and it is an error.
+
+The statistics
+--------------
+A configuration's per-image score is the mean over its seeds (runs of one configuration must
+share the validation slices). For the paired differences ``d_i = a_i - b_i`` over ``N``
+images of ``P`` patients:
+
+- ``difference``: the mean of ``d_i`` over images, i.e. the difference of the two table means;
+- ``ci_low``, ``ci_high``: the percentile interval of the same statistic over ``n_boot``
+  bootstrap resamples of whole patients (with replacement; a resample's statistic is the sum
+  of its patients' ``d_i`` over its number of images), seeded;
+- ``patients_better`` / ``patients_worse``: patients whose mean ``d_i`` is above / below 0;
+  ``sign_test_p``: the exact two-sided binomial sign test over the patients that differ;
+- ``images_better`` / ``images_worse``: the same count over images.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCORES_FILE = "val_scores.csv"
+SCORE_METRICS = ("dice", "jaccard")
+_SPEC = re.compile(r"^(?P<method>.+)@(?P<size>\d+)$")
+
+
+@dataclass
+class ImageScores:
+    """Per-image scores on a run's validation slices, in the data's slice order."""
+
+    patient_id: np.ndarray  # (N,) str
+    dice: np.ndarray  # (N,) float64, mean over the foreground classes
+    jaccard: np.ndarray  # (N,) float64
+
+    def __post_init__(self) -> None:
+        n = len(self.patient_id)
+        if len(self.dice) != n or len(self.jaccard) != n:
+            raise ValueError(
+                f"ImageScores: {n} patient ids, {len(self.dice)} Dice and {len(self.jaccard)} Jaccard scores"
+            )
+
+    def metric(self, name: str) -> np.ndarray:
+        if name not in SCORE_METRICS:
+            raise ValueError(f"metric must be one of {', '.join(SCORE_METRICS)}, got {name!r}")
+        return self.dice if name == "dice" else self.jaccard
+
+
+@dataclass
+class PairedResult:
+    """The paired comparison of configuration ``a`` against ``b`` (see the module docstring)."""
+
+    metric: str
+    mean_a: float
+    mean_b: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    n_boot: int
+    n_images: int
+    n_patients: int
+    patients_better: int
+    patients_worse: int
+    sign_test_p: float
+    images_better: int
+    images_worse: int
+
+
+def checkpoint_scores(checkpoint: str | Path, loaded: dict | None = None) -> ImageScores:
+    """Score ``checkpoint`` image by image on the validation slices of its ``split.json``.
+
+    ``loaded`` caches the data between calls (see :func:`jnet.train.checkpoint_data`).
+    """
+    import torch
+
+    from jnet.data.prepare import downsample
+    from jnet.train import _evaluate_counts, checkpoint_data
+
+    model, config, slices = checkpoint_data(checkpoint, loaded=loaded)
+    inputs = downsample(slices.images, model.image_size[0], config.downsample_mode)
+    full, _ = _evaluate_counts(model, inputs, torch.from_numpy(slices.masks), 64, slices.class_names)
+    tp, fp, fn = (c.numpy().astype(np.float64) for c in full.counts())  # (N, C) each
+    dice = np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 1.0).mean(axis=1)
+    jaccard = np.where(tp + fp + fn > 0, tp / np.maximum(tp + fp + fn, 1), 1.0).mean(axis=1)
+    return ImageScores(np.asarray(slices.patient_id).astype(str), dice, jaccard)
+
+
+def _expected_means(run_dir: Path) -> dict[str, float]:
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (is {run_dir} a finished training run?)")
+    best = json.loads(path.read_text()).get("best") or {}
+    try:
+        return {m: float(best[f"mean_{m}"]) for m in SCORE_METRICS}
+    except KeyError as err:
+        raise ValueError(f"{path}: 'best' has no {err.args[0]}") from None
+
+
+def _check_against_metrics(scores: ImageScores, run_dir: Path, source: str) -> None:
+    for metric, expected in _expected_means(run_dir).items():
+        got = float(scores.metric(metric).mean())
+        if not math.isclose(got, expected, rel_tol=0, abs_tol=1e-6):
+            raise ValueError(
+                f"{source}: mean {metric} {got:.6f} differs from metrics.json's best {expected:.6f}; "
+                f"the scores are stale or the checkpoint is not the run's best (delete {SCORES_FILE} to rescore)"
+            )
+
+
+def write_scores(scores: ImageScores, path: str | Path) -> None:
+    """Write per-image scores as CSV, through a temporary name."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["image", "patient_id", "dice", "jaccard"])
+    for i, (pid, d, j) in enumerate(zip(scores.patient_id, scores.dice, scores.jaccard, strict=True)):
+        writer.writerow([i, pid, repr(float(d)), repr(float(j))])
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def read_scores(path: str | Path) -> ImageScores:
+    """Read a ``val_scores.csv``; a malformed file is an error that names it and the line."""
+    path = Path(path)
+    pids, dice, jaccard = [], [], []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("patient_id", "dice", "jaccard") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+        for line, row in enumerate(reader, start=2):
+            try:
+                d, j = float(row["dice"]), float(row["jaccard"])
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}:{line}: dice and jaccard must be numbers") from None
+            if not (0.0 <= d <= 1.0 and 0.0 <= j <= 1.0):
+                raise ValueError(f"{path}:{line}: scores must lie in [0, 1], got dice={d}, jaccard={j}")
+            pids.append(row["patient_id"])
+            dice.append(d)
+            jaccard.append(j)
+    if not pids:
+        raise ValueError(f"{path}: no images")
+    return ImageScores(np.array(pids), np.array(dice), np.array(jaccard))
+
+
+def run_scores(run_dir: str | Path, loaded: dict | None = None) -> ImageScores:
+    """A run's per-image validation scores: its ``val_scores.csv``, made from ``checkpoint_best.pt`` if missing.
+
+    Either way the scores are checked against the run's ``metrics.json``.
+    """
+    run_dir = Path(run_dir)
+    cached = run_dir / SCORES_FILE
+    if cached.is_file():
+        scores = read_scores(cached)
+        _check_against_metrics(scores, run_dir, str(cached))
+        return scores
+    checkpoint = run_dir / "checkpoint_best.pt"
+    if not checkpoint.is_file():
+        raise FileNotFoundError(
+            f"{run_dir}: neither {SCORES_FILE} nor checkpoint_best.pt (rerun the sweep to recreate the checkpoint)"
+        )
+    scores = checkpoint_scores(checkpoint, loaded)
+    _check_against_metrics(scores, run_dir, str(checkpoint))
+    write_scores(scores, cached)
+    return scores
+
+
+def sign_test(better: int, worse: int) -> float:
+    """Exact two-sided binomial sign test p-value for ``better`` against ``worse`` (ties dropped)."""
+    n = better + worse
+    if n == 0:
+        return 1.0
+    k = min(better, worse)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired_difference(
+    a: np.ndarray,
+    b: np.ndarray,
+    patient_id: np.ndarray,
+    metric: str = "jaccard",
+    n_boot: int = 10000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> PairedResult:
+    """Compare per-image scores ``a`` and ``b`` of the same images (see the module docstring).
+
+    Args:
+        a, b: ``(N,)`` scores of the two configurations on the same images.
+        patient_id: ``(N,)`` the patient of each image; the bootstrap resamples patients.
+        metric: the name reported with the result.
+        n_boot: bootstrap resamples.
+        seed: the bootstrap's seed.
+        confidence: the interval's coverage, in (0, 1).
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    pid = np.asarray(patient_id)
+    if a.shape != b.shape or a.ndim != 1 or pid.shape != a.shape:
+        raise ValueError(
+            f"a, b and patient_id must be (N,) arrays of one length, got {a.shape}, {b.shape}, {pid.shape}"
+        )
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    patients, index = np.unique(pid, return_inverse=True)
+    if len(patients) < 2:
+        raise ValueError(f"a bootstrap over patients needs at least 2 patients, got {len(patients)}")
+    d = a - b
+    sums = np.bincount(index, weights=d, minlength=len(patients))  # (P,)
+    counts = np.bincount(index, minlength=len(patients)).astype(np.float64)  # (P,)
+    per_patient = sums / counts
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(patients), size=(n_boot, len(patients)))  # (n_boot, P)
+    stats = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(stats, [alpha, 1 - alpha])
+    better, worse = int((per_patient > 0).sum()), int((per_patient < 0).sum())
+    return PairedResult(
+        metric=metric,
+        mean_a=float(a.mean()),
+        mean_b=float(b.mean()),
+        difference=float(d.mean()),
+        ci_low=float(low),
+        ci_high=float(high),
+        confidence=confidence,
+        n_boot=n_boot,
+        n_images=len(d),
+        n_patients=len(patients),
+        patients_better=better,
+        patients_worse=worse,
+        sign_test_p=sign_test(better, worse),
+        images_better=int((d > 0).sum()),
+        images_worse=int((d < 0).sum()),
+    )
+
+
+def parse_spec(spec: str) -> tuple[str, int]:
+    """``"METHOD@SIZE"`` (e.g. ``elunet+jnet@16``) -> ``(method, input_size)``."""
+    match = _SPEC.match(spec.strip())
+    if not match:
+        raise ValueError(f"{spec!r}: a configuration is METHOD@INPUT_SIZE, e.g. elunet+jnet@16")
+    return match["method"], int(match["size"])
+
+
+def _runs_of(sweep_dir: Path, method: str, size: int) -> list[tuple[int, Path]]:
+    path = sweep_dir / "results.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (a sweep folder holds results.csv)")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = [c for c in ("run", "method", "input_size", "seed") if rows and c not in rows[0]]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    runs = sorted(
+        (int(r["seed"]), sweep_dir / r["run"]) for r in rows if r["method"] == method and int(r["input_size"]) == size
+    )
+    if not runs:
+        known = sorted({f"{r['method']}@{r['input_size']}" for r in rows})
+        raise ValueError(f"{path}: no runs of {method}@{size}; it has {', '.join(known)}")
+    return runs
+
+
+@dataclass
+class Comparison:
+    """``a`` against ``b``: the configurations, their runs and the paired result."""
+
+    a: str
+    b: str
+    seeds_a: list[int]
+    seeds_b: list[int]
+    result: PairedResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"a": self.a, "b": self.b, "seeds_a": self.seeds_a, "seeds_b": self.seeds_b, **asdict(self.result)}
+
+
+def compare(
+    sweep_dir: str | Path,
+    a: str,
+    b: str,
+    metric: str = "jaccard",
+    n_boot: int = 10000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    loaded: dict | None = None,
+) -> Comparison:
+    """Compare configuration ``a`` with ``b`` (``"METHOD@SIZE"`` each) of the sweep in ``sweep_dir``.
+
+    Each configuration's per-image scores are averaged over its seeds; every run of both must
+    have been validated on the same slices (the same patient split), else it is an error.
+    """
+    if metric not in SCORE_METRICS:
+        raise ValueError(f"metric must be one of {', '.join(SCORE_METRICS)}, got {metric!r}")
+    sweep_dir = Path(sweep_dir)
+    loaded = {} if loaded is None else loaded
+    means, seeds, reference = [], [], None
+    for spec in (a, b):
+        runs = _runs_of(sweep_dir, *parse_spec(spec))
+        stack = []
+        for _, run_dir in runs:
+            scores = run_scores(run_dir, loaded)
+            if reference is None:
+                reference = (run_dir, scores.patient_id)
+            elif not np.array_equal(scores.patient_id, reference[1]):
+                only = sorted(set(scores.patient_id) ^ set(reference[1]))
+                detail = f"patients in one only: {', '.join(only[:3])}" if only else "the same patients, other slices"
+                raise ValueError(
+                    f"{run_dir} and {reference[0]} were validated on different slices ({detail}); "
+                    f"compare runs of one patient split"
+                )
+            stack.append(scores.metric(metric))
+        means.append(np.mean(stack, axis=0))
+        seeds.append([s for s, _ in runs])
+    assert reference is not None
+    result = paired_difference(means[0], means[1], reference[1], metric, n_boot, seed, confidence)
+    return Comparison(a, b, seeds[0], seeds[1], result)
+
+
+def format_comparison(c: Comparison) -> str:
+    """Two lines for a terminal, scores in percent."""
+    r = c.result
+    pct = f"{100 * r.confidence:g}%"
+    ci = f"{100 * r.ci_low:+.1f} .. {100 * r.ci_high:+.1f}"
+    return (
+        f"{c.a} ({len(c.seeds_a)} seed(s)) vs {c.b} ({len(c.seeds_b)}), {r.n_images} images of "
+        f"{r.n_patients} patients: mean {r.metric} {100 * r.mean_a:.1f} vs {100 * r.mean_b:.1f}, "
+        f"difference {100 * r.difference:+.1f} ({pct} CI over patients {ci})\n"
+        f"  patients better / worse: {r.patients_better} / {r.patients_worse} (sign test p = {r.sign_test_p:.3g}); "
+        f"images better / worse: {r.images_better} / {r.images_worse}"
+    )

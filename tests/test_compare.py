@@ -1,0 +1,277 @@
+"""jnet compare: per-image scores of sweep runs, paired differences, bootstrap over patients."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from jnet.cli import main
+from jnet.compare import (
+    SCORES_FILE,
+    ImageScores,
+    checkpoint_scores,
+    compare,
+    paired_difference,
+    parse_spec,
+    read_scores,
+    run_scores,
+    sign_test,
+    write_scores,
+)
+from jnet.data.sources import load_data
+from jnet.sweep import run_sweep
+from jnet.train import evaluate_checkpoint
+
+# ------------------------------------------------------------------------------------------
+# the statistics, by hand
+# ------------------------------------------------------------------------------------------
+
+
+def test_paired_difference_hand_computed() -> None:
+    # patient p1: d = 0.5, 0 -> +0.25 (better); p2: d = 0 (tie); p3: d = -0.2 (worse)
+    a = np.array([1.0, 1.0, 0.5, 0.2])
+    b = np.array([0.5, 1.0, 0.5, 0.4])
+    r = paired_difference(a, b, np.array(["p1", "p1", "p2", "p3"]), n_boot=200)
+    assert r.mean_a == pytest.approx(0.675) and r.mean_b == pytest.approx(0.6)
+    assert r.difference == pytest.approx(0.075)
+    assert (r.n_images, r.n_patients) == (4, 3)
+    assert (r.patients_better, r.patients_worse, r.sign_test_p) == (1, 1, 1.0)
+    assert (r.images_better, r.images_worse) == (1, 1)
+    # every resample's statistic is (sum of its patients' d) / (its images): between -0.2 and +0.25
+    assert -0.2 - 1e-12 <= r.ci_low <= r.difference <= r.ci_high <= 0.25 + 1e-12
+
+
+def test_sign_test_exact_values() -> None:
+    assert sign_test(5, 0) == pytest.approx(2 / 32)
+    assert sign_test(0, 5) == pytest.approx(2 / 32)
+    assert sign_test(3, 1) == pytest.approx(2 * 5 / 16)  # P(X <= 1) = (1 + 4) / 16
+    assert sign_test(16, 0) == pytest.approx(2 / 2**16)
+    assert sign_test(2, 2) == 1.0 and sign_test(0, 0) == 1.0
+
+
+def test_bootstrap_of_a_constant_difference_has_no_width() -> None:
+    a = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    r = paired_difference(a, a - 0.1, np.array(["a", "a", "b", "c", "c"]), n_boot=500)
+    assert r.difference == pytest.approx(0.1)
+    assert r.ci_low == pytest.approx(0.1) and r.ci_high == pytest.approx(0.1)
+    assert (r.patients_better, r.patients_worse, r.images_better) == (3, 0, 5)
+
+
+def test_bootstrap_interval_of_two_patients() -> None:
+    # one image each, d = 0 and 1: a resample's statistic is 0, 0.5 or 1 with chances 1/4, 1/2, 1/4
+    r = paired_difference(np.array([0.5, 1.0]), np.array([0.5, 0.0]), np.array(["x", "y"]), n_boot=4000, seed=3)
+    assert r.difference == 0.5
+    assert (r.ci_low, r.ci_high) == (0.0, 1.0)
+    narrow = paired_difference(
+        np.array([0.5, 1.0]), np.array([0.5, 0.0]), np.array(["x", "y"]), n_boot=4000, seed=3, confidence=0.4
+    )
+    assert (narrow.ci_low, narrow.ci_high) == (0.5, 0.5)
+
+
+def test_bootstrap_is_seeded() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.random(40), rng.random(40)
+    pid = np.repeat(np.arange(8), 5).astype(str)
+    r1, r2 = paired_difference(a, b, pid, seed=1), paired_difference(a, b, pid, seed=1)
+    r3 = paired_difference(a, b, pid, seed=2)
+    assert (r1.ci_low, r1.ci_high) == (r2.ci_low, r2.ci_high)
+    assert (r1.ci_low, r1.ci_high) != (r3.ci_low, r3.ci_high)
+    assert r1.ci_low < r1.difference < r1.ci_high
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "pid", "kwargs", "message"),
+    [
+        ([0.1, 0.2], [0.1], ["x", "y"], {}, "one length"),
+        ([0.1, 0.2], [0.1, 0.3], ["x", "x"], {}, "at least 2 patients"),
+        ([0.1, 0.2], [0.1, 0.3], ["x", "y"], {"confidence": 1.0}, "confidence"),
+        ([0.1, 0.2], [0.1, 0.3], ["x", "y"], {"n_boot": 0}, "n_boot"),
+    ],
+)
+def test_paired_difference_rejects_bad_input(a, b, pid, kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        paired_difference(np.array(a), np.array(b), np.array(pid), **kwargs)
+
+
+def test_parse_spec() -> None:
+    assert parse_spec("elunet+jnet@16") == ("elunet+jnet", 16)
+    assert parse_spec("elunet+jnet+final-loss@32") == ("elunet+jnet+final-loss", 32)
+    with pytest.raises(ValueError, match="METHOD@INPUT_SIZE"):
+        parse_spec("elunet+jnet")
+
+
+# ------------------------------------------------------------------------------------------
+# a hand-made sweep folder: per-image scores without checkpoints
+# ------------------------------------------------------------------------------------------
+
+
+def _fake_run(root: Path, name: str, pids: list[str], jaccard: list[float]) -> None:
+    run = root / name
+    run.mkdir(parents=True)
+    scores = ImageScores(np.array(pids), np.array(jaccard), np.array(jaccard))
+    write_scores(scores, run / SCORES_FILE)
+    mean = float(np.mean(jaccard))
+    (run / "metrics.json").write_text(json.dumps({"best": {"mean_dice": mean, "mean_jaccard": mean}}))
+
+
+def _fake_sweep(root: Path, runs: dict[str, tuple[str, int, int, list[float]]], pids: list[str]) -> Path:
+    with open(root / "results.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run", "method", "input_size", "seed"])
+        for name, (method, size, seed, jaccard) in runs.items():
+            writer.writerow([name, method, size, seed])
+            _fake_run(root, name, pids, jaccard)
+    return root
+
+
+PIDS = ["p1", "p1", "p2", "p3"]
+
+
+def test_compare_averages_seeds_then_pairs_images(tmp_path) -> None:
+    sweep = _fake_sweep(
+        tmp_path,
+        {
+            "a_s0": ("m+a", 16, 0, [1.0, 0.8, 0.5, 0.2]),
+            "a_s1": ("m+a", 16, 1, [1.0, 0.6, 0.7, 0.2]),  # seed mean: 1.0, 0.7, 0.6, 0.2
+            "b_s0": ("m+b", 32, 0, [0.5, 0.7, 0.6, 0.4]),
+        },
+        PIDS,
+    )
+    c = compare(sweep, "m+a@16", "m+b@32", n_boot=100)
+    assert (c.seeds_a, c.seeds_b) == ([0, 1], [0])
+    r = c.result
+    assert r.mean_a == pytest.approx(0.625) and r.mean_b == pytest.approx(0.55)
+    assert r.difference == pytest.approx(0.075)  # d = 0.5, 0, 0, -0.2
+    assert (r.patients_better, r.patients_worse, r.images_better, r.images_worse) == (1, 1, 1, 1)
+    same = compare(sweep, "m+a@16", "m+a@16", n_boot=100).result
+    assert (same.difference, same.ci_low, same.ci_high, same.sign_test_p) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_compare_names_what_is_wrong(tmp_path) -> None:
+    sweep = _fake_sweep(tmp_path, {"a_s0": ("m+a", 16, 0, [1.0, 0.8, 0.5, 0.2])}, PIDS)
+    with pytest.raises(ValueError, match=r"no runs of m\+b@16; it has m\+a@16"):
+        compare(sweep, "m+a@16", "m+b@16")
+    with pytest.raises(ValueError, match="metric"):
+        compare(sweep, "m+a@16", "m+a@16", metric="hausdorff")
+    # a run validated on other slices cannot be paired
+    with open(sweep / "results.csv", "a", newline="") as f:
+        csv.writer(f).writerow(["c_s0", "m+c", 16, 0])
+    _fake_run(sweep, "c_s0", ["p1", "p1", "p2", "p4"], [0.5, 0.5, 0.5, 0.5])
+    with pytest.raises(ValueError, match=r"different slices.*patients in one only: p3, p4"):
+        compare(sweep, "m+a@16", "m+c@16")
+    with open(sweep / "results.csv", "a", newline="") as f:
+        csv.writer(f).writerow(["d_s0", "m+d", 16, 0])
+    _fake_run(sweep, "d_s0", ["p1", "p2", "p3"], [0.5, 0.5, 0.5])
+    with pytest.raises(ValueError, match="the same patients, other slices"):
+        compare(sweep, "m+a@16", "m+d@16")
+
+
+def test_stale_scores_are_refused(tmp_path) -> None:
+    sweep = _fake_sweep(tmp_path, {"a_s0": ("m+a", 16, 0, [1.0, 0.8, 0.5, 0.2])}, PIDS)
+    metrics = json.loads((sweep / "a_s0" / "metrics.json").read_text())
+    metrics["best"]["mean_jaccard"] += 0.01
+    (sweep / "a_s0" / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(ValueError, match="stale"):
+        run_scores(sweep / "a_s0")
+
+
+def test_bad_scores_file_names_the_line(tmp_path) -> None:
+    path = tmp_path / SCORES_FILE
+    path.write_text("image,patient_id,dice,jaccard\n0,p1,0.5,0.5\n1,p1,0.5,1.5\n")
+    with pytest.raises(ValueError, match=r"val_scores.csv:3: scores must lie in \[0, 1\]"):
+        read_scores(path)
+    path.write_text("image,patient_id,dice\n0,p1,0.5\n")
+    with pytest.raises(ValueError, match="missing column"):
+        read_scores(path)
+
+
+def test_a_run_without_scores_or_checkpoint(tmp_path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({"best": {"mean_dice": 0.5, "mean_jaccard": 0.5}}))
+    with pytest.raises(FileNotFoundError, match=r"neither val_scores\.csv nor checkpoint_best\.pt"):
+        run_scores(tmp_path / "run")
+
+
+# ------------------------------------------------------------------------------------------
+# real runs: scores from checkpoints
+# ------------------------------------------------------------------------------------------
+
+TINY = {
+    "base": {
+        "data": "synthetic",
+        "data_options": {"num_patients": 5, "slices_per_patient": 4},
+        "output_size": 64,
+        "model": "unet",
+        "width": 2,
+        "epochs": 1,
+        "batch_size": 4,
+        "threads": 1,
+    },
+    "grid": {"head": ["none", "jnet"], "input_size": [16], "seed": [0, 1]},
+}
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory) -> Path:
+    threads = torch.get_num_threads()
+    root = tmp_path_factory.mktemp("compare")
+    patients = sorted(set(load_data("synthetic", size=64, **TINY["base"]["data_options"]).patient_id.astype(str)))
+    (root / "split.json").write_text(json.dumps({"train": patients[:3], "val": patients[3:]}))
+    config = {"base": {**TINY["base"], "split_file": str(root / "split.json")}, "grid": TINY["grid"]}
+    (root / "sweep.yaml").write_text(yaml.safe_dump(config))
+    run_sweep(root / "sweep.yaml", root / "out")
+    torch.set_num_threads(threads)
+    return root / "out"
+
+
+def test_checkpoint_scores_reproduce_the_run_metrics(swept) -> None:
+    run = swept / "unet_jnet_r16_s0"
+    scores = checkpoint_scores(run / "checkpoint_best.pt")
+    assert len(scores.jaccard) == 8 and sorted(set(scores.patient_id)) == sorted(
+        json.loads((run / "split.json").read_text())["val"]
+    )
+    evaluated = evaluate_checkpoint(run / "checkpoint_best.pt")
+    assert scores.jaccard.mean() == pytest.approx(evaluated["mean_jaccard"], abs=1e-12)
+    assert scores.dice.mean() == pytest.approx(evaluated["mean_dice"], abs=1e-12)
+
+
+def test_run_scores_are_written_once_then_read(swept) -> None:
+    run = swept / "unet_none_r16_s1"
+    (run / SCORES_FILE).unlink(missing_ok=True)
+    first = run_scores(run)
+    assert (run / SCORES_FILE).is_file() and not list(run.glob("*.tmp"))
+    (run / "checkpoint_best.pt").rename(run / "moved.pt")
+    try:
+        again = run_scores(run)  # from the file: no checkpoint needed
+    finally:
+        (run / "moved.pt").rename(run / "checkpoint_best.pt")
+    np.testing.assert_array_equal(first.jaccard, again.jaccard)
+    np.testing.assert_array_equal(first.patient_id, again.patient_id)
+
+
+def test_cli_compare_prints_and_writes_json(swept, capsys, tmp_path) -> None:
+    out = tmp_path / "cmp.json"
+    pair = ["--pair", "unet+jnet@16", "unet+none@16"]
+    code = main(["compare", "--results", str(swept), *pair, "--boot", "300", "--out", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "unet+jnet@16 (2 seed(s)) vs unet+none@16 (2), 8 images of 2 patients" in text
+    saved = json.loads(out.read_text())
+    with open(swept / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    mean = {m: np.mean([float(r["mean_jaccard"]) for r in rows if r["head"] == m]) for m in ("jnet", "none")}
+    assert saved[0]["mean_a"] == pytest.approx(mean["jnet"]) and saved[0]["mean_b"] == pytest.approx(mean["none"])
+    assert saved[0]["n_boot"] == 300 and saved[0]["seeds_a"] == [0, 1]
+
+
+def test_cli_compare_error_is_one_line(swept, capsys) -> None:
+    code = main(["compare", "--results", str(swept), "--pair", "unet+jnet@32", "unet+none@16"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no runs of unet+jnet@32" in err and "Traceback" not in err
