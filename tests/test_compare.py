@@ -275,3 +275,12 @@ def test_cli_compare_error_is_one_line(swept, capsys) -> None:
     assert code == 2
     err = capsys.readouterr().err
     assert "no runs of unet+jnet@32" in err and "Traceback" not in err
+
+
+def test_cli_compare_markdown_table(swept, capsys) -> None:
+    code = main(["compare", "--results", str(swept), "--pair", "unet+jnet@16", "unet+jnet@16", "--markdown"])
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("| A | B | seeds |") and len(lines) == 3
+    assert lines[2].startswith("| `unet+jnet@16` | `unet+jnet@16` | 2 / 2 |")
+    assert "| +0.0 | +0.0 .. +0.0 | 0 / 0 | 1 |" in lines[2]

@@ -620,21 +620,22 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from jnet.compare import compare, format_comparison
+    from jnet.compare import compare, format_comparison, format_markdown
 
     loaded: dict = {}
     done = []
     for a, b in args.pair:
-        c = compare(args.results, a, b, args.metric, args.boot, args.seed, args.confidence, loaded)
-        done.append(c.to_dict())
-        if not args.json:
-            print(format_comparison(c), flush=True)
+        done.append(compare(args.results, a, b, args.metric, args.boot, args.seed, args.confidence, loaded))
+        if not (args.json or args.markdown):
+            print(format_comparison(done[-1]), flush=True)
     if args.json:
-        print(json.dumps(done, indent=1))
+        print(json.dumps([c.to_dict() for c in done], indent=1))
+    elif args.markdown:
+        print(format_markdown(done))
     if args.out:
         out = Path(args.out)
         tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(done, indent=1) + "\n")
+        tmp.write_text(json.dumps([c.to_dict() for c in done], indent=1) + "\n")
         tmp.replace(out)
     return 0
 
@@ -804,6 +805,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--out", default=None, help="write the comparisons as a JSON list")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="print one markdown table")
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("demo", help="train the baseline and J-Net on synthetic phantoms and compare")

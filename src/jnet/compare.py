@@ -355,3 +355,21 @@ def format_comparison(c: Comparison) -> str:
         f"  patients better / worse: {r.patients_better} / {r.patients_worse} (sign test p = {r.sign_test_p:.3g}); "
         f"images better / worse: {r.images_better} / {r.images_worse}"
     )
+
+
+def format_markdown(comparisons: list[Comparison]) -> str:
+    """A markdown table of comparisons, scores in percent."""
+    levels = sorted({f"{100 * c.result.confidence:g}%" for c in comparisons}) or ["95%"]
+    lines = [
+        f"| A | B | seeds | mean A | mean B | A - B | {' / '.join(levels)} CI (patients) "
+        "| patients A better / worse | sign test p |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c in comparisons:
+        r = c.result
+        lines.append(
+            f"| `{c.a}` | `{c.b}` | {len(c.seeds_a)} / {len(c.seeds_b)} | {100 * r.mean_a:.1f} | {100 * r.mean_b:.1f} "
+            f"| {100 * r.difference:+.1f} | {100 * r.ci_low:+.1f} .. {100 * r.ci_high:+.1f} "
+            f"| {r.patients_better} / {r.patients_worse} | {r.sign_test_p:.2g} |"
+        )
+    return "\n".join(lines)
