@@ -55,5 +55,5 @@ STUDY_PAIRS := elunet+jnet@16,elunet+none@16 elunet+interp@16,elunet+none@16 elu
 	elunet+jnet-guided+guided-cascade@16,elunet+jnet@16 elunet+jnet-guided+guided-cascade@16,elunet+none@32 \
 	elunet+jnet-guided+guided-cascade@32,elunet+jnet@32 elunet+guided+guided-filter@16,elunet+interp@16
 study-compare: install
-	$(PYTHON) -m jnet compare --results $(STUDY) --out $(STUDY)/comparisons.json \
+	$(PYTHON) -m jnet compare --results $(STUDY) --out $(STUDY)/comparisons.json --size-bins 1000,2500 --markdown \
 	  $(foreach pair,$(STUDY_PAIRS),--pair $(subst $(comma), ,$(pair)))

@@ -17,11 +17,13 @@ from jnet.compare import (
     ImageScores,
     checkpoint_scores,
     compare,
+    format_markdown,
     paired_difference,
     parse_spec,
     read_scores,
     run_scores,
     sign_test,
+    size_strata,
     write_scores,
 )
 from jnet.data.sources import load_data
@@ -74,6 +76,21 @@ def test_bootstrap_interval_of_two_patients() -> None:
     assert (narrow.ci_low, narrow.ci_high) == (0.5, 0.5)
 
 
+def test_one_patient_has_no_interval() -> None:
+    r = paired_difference(np.array([0.5, 0.7]), np.array([0.4, 0.4]), np.array(["x", "x"]))
+    assert r.difference == pytest.approx(0.2) and np.isnan(r.ci_low) and np.isnan(r.ci_high)
+    assert (r.patients_better, r.sign_test_p) == (1, 1.0)
+
+
+def test_size_strata() -> None:
+    bands = size_strata(np.array([0, 1, 999, 1000, 2499, 2500, 9000]), [1000, 2500])
+    assert list(bands) == ["empty", "1-999 px", "1000-2499 px", ">=2500 px"]
+    assert [np.flatnonzero(m).tolist() for m in bands.values()] == [[0], [1, 2], [3, 4], [5, 6]]
+    for bad in ([], [0, 10], [10, 10], [20, 10]):
+        with pytest.raises(ValueError, match="increasing positive"):
+            size_strata(np.array([1]), bad)
+
+
 def test_bootstrap_is_seeded() -> None:
     rng = np.random.default_rng(0)
     a, b = rng.random(40), rng.random(40)
@@ -89,7 +106,7 @@ def test_bootstrap_is_seeded() -> None:
     ("a", "b", "pid", "kwargs", "message"),
     [
         ([0.1, 0.2], [0.1], ["x", "y"], {}, "one length"),
-        ([0.1, 0.2], [0.1, 0.3], ["x", "x"], {}, "at least 2 patients"),
+        ([], [], [], {}, "no images"),
         ([0.1, 0.2], [0.1, 0.3], ["x", "y"], {"confidence": 1.0}, "confidence"),
         ([0.1, 0.2], [0.1, 0.3], ["x", "y"], {"n_boot": 0}, "n_boot"),
     ],
@@ -111,10 +128,11 @@ def test_parse_spec() -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def _fake_run(root: Path, name: str, pids: list[str], jaccard: list[float]) -> None:
+def _fake_run(root: Path, name: str, pids: list[str], jaccard: list[float], truth: list[int] | None = None) -> None:
     run = root / name
     run.mkdir(parents=True)
-    scores = ImageScores(np.array(pids), np.array(jaccard), np.array(jaccard))
+    truth = TRUTH[: len(pids)] if truth is None else truth
+    scores = ImageScores(np.array(pids), np.array(truth), np.array(jaccard), np.array(jaccard))
     write_scores(scores, run / SCORES_FILE)
     mean = float(np.mean(jaccard))
     (run / "metrics.json").write_text(json.dumps({"best": {"mean_dice": mean, "mean_jaccard": mean}}))
@@ -131,6 +149,7 @@ def _fake_sweep(root: Path, runs: dict[str, tuple[str, int, int, list[float]]], 
 
 
 PIDS = ["p1", "p1", "p2", "p3"]
+TRUTH = [0, 900, 3000, 1200]
 
 
 def test_compare_averages_seeds_then_pairs_images(tmp_path) -> None:
@@ -151,6 +170,15 @@ def test_compare_averages_seeds_then_pairs_images(tmp_path) -> None:
     assert (r.patients_better, r.patients_worse, r.images_better, r.images_worse) == (1, 1, 1, 1)
     same = compare(sweep, "m+a@16", "m+a@16", n_boot=100).result
     assert (same.difference, same.ci_low, same.ci_high, same.sign_test_p) == (0.0, 0.0, 0.0, 1.0)
+    # by truth size (TRUTH = 0, 900, 3000, 1200): d = +0.5 empty, 0 small, 0 large, -0.2 medium
+    strata = compare(sweep, "m+a@16", "m+b@32", n_boot=100, size_bins=[1000, 2500]).strata
+    assert list(strata) == ["empty", "1-999 px", "1000-2499 px", ">=2500 px"]
+    assert [strata[n].n_images for n in strata] == [1, 1, 1, 1]
+    assert [round(strata[n].difference, 9) for n in strata] == [0.5, 0.0, -0.2, 0.0]
+    assert np.isnan(strata["empty"].ci_low)  # one patient
+    table = format_markdown([compare(sweep, "m+a@16", "m+b@32", n_boot=100, size_bins=[1000, 2500])])
+    assert "| A | B | empty (n=1) | 1-999 px (n=1) | 1000-2499 px (n=1) | >=2500 px (n=1) |" in table
+    assert "| `m+a@16` | `m+b@32` | +50.0 (one patient) | +0.0 (one patient) | -20.0 (one patient) |" in table
 
 
 def test_compare_names_what_is_wrong(tmp_path) -> None:
@@ -183,11 +211,18 @@ def test_stale_scores_are_refused(tmp_path) -> None:
 
 def test_bad_scores_file_names_the_line(tmp_path) -> None:
     path = tmp_path / SCORES_FILE
-    path.write_text("image,patient_id,dice,jaccard\n0,p1,0.5,0.5\n1,p1,0.5,1.5\n")
+    header = "image,patient_id,truth_pixels,dice,jaccard\n"
+    path.write_text(header + "0,p1,0,0.5,0.5\n1,p1,7,0.5,1.5\n")
     with pytest.raises(ValueError, match=r"val_scores.csv:3: scores must lie in \[0, 1\]"):
         read_scores(path)
-    path.write_text("image,patient_id,dice\n0,p1,0.5\n")
-    with pytest.raises(ValueError, match="missing column"):
+    path.write_text(header + "0,p1,-1,0.5,0.5\n")
+    with pytest.raises(ValueError, match=r"val_scores\.csv:2: truth_pixels must not be negative"):
+        read_scores(path)
+    path.write_text(header + "0,p1,x,0.5,0.5\n")
+    with pytest.raises(ValueError, match=r"val_scores\.csv:2: truth_pixels must be an integer"):
+        read_scores(path)
+    path.write_text("image,patient_id,dice,jaccard\n0,p1,0.5,0.5\n")
+    with pytest.raises(ValueError, match=r"missing column.*truth_pixels.*rescore"):
         read_scores(path)
 
 
@@ -284,3 +319,11 @@ def test_cli_compare_markdown_table(swept, capsys) -> None:
     assert lines[0].startswith("| A | B | seeds |") and len(lines) == 3
     assert lines[2].startswith("| `unet+jnet@16` | `unet+jnet@16` | 2 / 2 |")
     assert "| +0.0 | +0.0 .. +0.0 | 0 / 0 | 1 |" in lines[2]
+
+
+def test_cli_compare_bad_size_bins(swept, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["compare", "--results", str(swept), "--pair", "unet+jnet@16", "unet+none@16", "--size-bins", "1k"])
+    assert "expected comma-separated integers, got '1k'" in capsys.readouterr().err
+    code = main(["compare", "--results", str(swept), "--pair", "unet+jnet@16", "unet+none@16", "--size-bins", "9,3"])
+    assert code == 2 and "size bins must be increasing" in capsys.readouterr().err

@@ -619,13 +619,22 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from jnet.compare import compare, format_comparison, format_markdown
 
     loaded: dict = {}
     done = []
     for a, b in args.pair:
-        done.append(compare(args.results, a, b, args.metric, args.boot, args.seed, args.confidence, loaded))
+        done.append(
+            compare(args.results, a, b, args.metric, args.boot, args.seed, args.confidence, loaded, args.size_bins)
+        )
         if not (args.json or args.markdown):
             print(format_comparison(done[-1]), flush=True)
     if args.json:
@@ -803,6 +812,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boot", type=int, default=10000, help="bootstrap resamples of the patients")
     p.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
     p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument(
+        "--size-bins", type=_int_list, default=None, metavar="N,M,...",
+        help="also compare on empty slices and on bands of the truth's foreground area in pixels, e.g. 1000,2500",
+    )  # fmt: skip
     p.add_argument("--out", default=None, help="write the comparisons as a JSON list")
     p.add_argument("--json", action="store_true")
     p.add_argument("--markdown", action="store_true", help="print one markdown table")

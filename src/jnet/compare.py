@@ -10,7 +10,8 @@ Per-image scores
 ----------------
 :func:`run_scores` scores a run's ``checkpoint_best.pt`` on its validation slices (the scores
 ``jnet train`` averaged into ``metrics.json``) and keeps them beside it in
-``val_scores.csv`` (columns ``image, patient_id, dice, jaccard``), so later comparisons need
+``val_scores.csv`` (columns ``image, patient_id, truth_pixels, dice, jaccard``; ``truth_pixels``
+counts the ground truth's foreground pixels), so later comparisons need
 no checkpoint. Every read is checked against ``metrics.json``: the mean of the per-image
 scores must equal the run's best mean score, else the file is stale or the checkpoint is not
 the one the metrics came from, and it is an error.
@@ -28,17 +29,24 @@ images of ``P`` patients:
 - ``patients_better`` / ``patients_worse``: patients whose mean ``d_i`` is above / below 0;
   ``sign_test_p``: the exact two-sided binomial sign test over the patients that differ;
 - ``images_better`` / ``images_worse``: the same count over images.
+
+With ``size_bins``, the same statistics are also given for the slices without foreground and
+for each band of the truth's foreground area (e.g. ``(1000, 2500)``: 1-999, 1000-2499 and
+2500 or more pixels), to show *where* one configuration wins; a band with fewer than two
+patients gets no interval.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import os
 import re
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +62,16 @@ class ImageScores:
     """Per-image scores on a run's validation slices, in the data's slice order."""
 
     patient_id: np.ndarray  # (N,) str
+    truth_pixels: np.ndarray  # (N,) int64, foreground pixels of the ground truth
     dice: np.ndarray  # (N,) float64, mean over the foreground classes
     jaccard: np.ndarray  # (N,) float64
 
     def __post_init__(self) -> None:
         n = len(self.patient_id)
-        if len(self.dice) != n or len(self.jaccard) != n:
+        if not len(self.truth_pixels) == len(self.dice) == len(self.jaccard) == n:
             raise ValueError(
-                f"ImageScores: {n} patient ids, {len(self.dice)} Dice and {len(self.jaccard)} Jaccard scores"
+                f"ImageScores: {n} patient ids, {len(self.truth_pixels)} truth sizes, {len(self.dice)} Dice "
+                f"and {len(self.jaccard)} Jaccard scores"
             )
 
     def metric(self, name: str) -> np.ndarray:
@@ -107,7 +117,8 @@ def checkpoint_scores(checkpoint: str | Path, loaded: dict | None = None) -> Ima
     tp, fp, fn = (c.numpy().astype(np.float64) for c in full.counts())  # (N, C) each
     dice = np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 1.0).mean(axis=1)
     jaccard = np.where(tp + fp + fn > 0, tp / np.maximum(tp + fp + fn, 1), 1.0).mean(axis=1)
-    return ImageScores(np.asarray(slices.patient_id).astype(str), dice, jaccard)
+    truth = (tp + fn).sum(axis=1).astype(np.int64)
+    return ImageScores(np.asarray(slices.patient_id).astype(str), truth, dice, jaccard)
 
 
 def _expected_means(run_dir: Path) -> dict[str, float]:
@@ -135,9 +146,10 @@ def write_scores(scores: ImageScores, path: str | Path) -> None:
     """Write per-image scores as CSV, through a temporary name."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["image", "patient_id", "dice", "jaccard"])
-    for i, (pid, d, j) in enumerate(zip(scores.patient_id, scores.dice, scores.jaccard, strict=True)):
-        writer.writerow([i, pid, repr(float(d)), repr(float(j))])
+    writer.writerow(["image", "patient_id", "truth_pixels", "dice", "jaccard"])
+    rows = zip(scores.patient_id, scores.truth_pixels, scores.dice, scores.jaccard, strict=True)
+    for i, (pid, t, d, j) in enumerate(rows):
+        writer.writerow([i, pid, int(t), repr(float(d)), repr(float(j))])
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(buf.getvalue())
@@ -147,25 +159,29 @@ def write_scores(scores: ImageScores, path: str | Path) -> None:
 def read_scores(path: str | Path) -> ImageScores:
     """Read a ``val_scores.csv``; a malformed file is an error that names it and the line."""
     path = Path(path)
-    pids, dice, jaccard = [], [], []
+    pids, truth, dice, jaccard = [], [], [], []
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in ("patient_id", "dice", "jaccard") if c not in (reader.fieldnames or [])]
+        columns = ("patient_id", "truth_pixels", "dice", "jaccard")
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+            raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (delete the file to rescore the run)")
         for line, row in enumerate(reader, start=2):
             try:
-                d, j = float(row["dice"]), float(row["jaccard"])
+                t, d, j = int(row["truth_pixels"]), float(row["dice"]), float(row["jaccard"])
             except (TypeError, ValueError):
-                raise ValueError(f"{path}:{line}: dice and jaccard must be numbers") from None
+                raise ValueError(f"{path}:{line}: truth_pixels must be an integer, dice and jaccard numbers") from None
             if not (0.0 <= d <= 1.0 and 0.0 <= j <= 1.0):
                 raise ValueError(f"{path}:{line}: scores must lie in [0, 1], got dice={d}, jaccard={j}")
+            if t < 0:
+                raise ValueError(f"{path}:{line}: truth_pixels must not be negative, got {t}")
             pids.append(row["patient_id"])
+            truth.append(t)
             dice.append(d)
             jaccard.append(j)
     if not pids:
         raise ValueError(f"{path}: no images")
-    return ImageScores(np.array(pids), np.array(dice), np.array(jaccard))
+    return ImageScores(np.array(pids), np.array(truth, dtype=np.int64), np.array(dice), np.array(jaccard))
 
 
 def run_scores(run_dir: str | Path, loaded: dict | None = None) -> ImageScores:
@@ -218,6 +234,8 @@ def paired_difference(
         n_boot: bootstrap resamples.
         seed: the bootstrap's seed.
         confidence: the interval's coverage, in (0, 1).
+
+    With a single patient there is nothing to resample: ``ci_low`` and ``ci_high`` are NaN.
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     pid = np.asarray(patient_id)
@@ -229,9 +247,9 @@ def paired_difference(
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    if len(a) == 0:
+        raise ValueError("no images to compare")
     patients, index = np.unique(pid, return_inverse=True)
-    if len(patients) < 2:
-        raise ValueError(f"a bootstrap over patients needs at least 2 patients, got {len(patients)}")
     d = a - b
     sums = np.bincount(index, weights=d, minlength=len(patients))  # (P,)
     counts = np.bincount(index, minlength=len(patients)).astype(np.float64)  # (P,)
@@ -240,7 +258,7 @@ def paired_difference(
     draws = rng.integers(0, len(patients), size=(n_boot, len(patients)))  # (n_boot, P)
     stats = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
     alpha = (1 - confidence) / 2
-    low, high = np.quantile(stats, [alpha, 1 - alpha])
+    low, high = np.quantile(stats, [alpha, 1 - alpha]) if len(patients) > 1 else (math.nan, math.nan)
     better, worse = int((per_patient > 0).sum()), int((per_patient < 0).sum())
     return PairedResult(
         metric=metric,
@@ -289,16 +307,33 @@ def _runs_of(sweep_dir: Path, method: str, size: int) -> list[tuple[int, Path]]:
 
 @dataclass
 class Comparison:
-    """``a`` against ``b``: the configurations, their runs and the paired result."""
+    """``a`` against ``b``: the configurations, their runs, the paired result and, by truth size, its strata."""
 
     a: str
     b: str
     seeds_a: list[int]
     seeds_b: list[int]
     result: PairedResult
+    strata: dict[str, PairedResult] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"a": self.a, "b": self.b, "seeds_a": self.seeds_a, "seeds_b": self.seeds_b, **asdict(self.result)}
+        strata = {name: asdict(r) for name, r in self.strata.items()}
+        out = {"a": self.a, "b": self.b, "seeds_a": self.seeds_a, "seeds_b": self.seeds_b, **asdict(self.result)}
+        return {**out, "strata": strata} if strata else out
+
+
+def size_strata(truth_pixels: np.ndarray, bins: Sequence[int]) -> dict[str, np.ndarray]:
+    """Masks of the images with an empty truth and of each band of truth area (see the module docstring)."""
+    edges = [int(b) for b in bins]
+    if not edges or edges[0] < 1 or any(b >= c for b, c in itertools.pairwise(edges)):
+        raise ValueError(f"size bins must be increasing positive pixel counts, got {list(bins)}")
+    t = np.asarray(truth_pixels)
+    bands = {"empty": t == 0}
+    lows = [1, *edges]
+    for low, high in zip(lows, [*edges, None], strict=True):
+        name = f"{low}-{high - 1} px" if high is not None else f">={low} px"
+        bands[name] = (t >= low) & (t < high) if high is not None else t >= low
+    return bands
 
 
 def compare(
@@ -310,11 +345,13 @@ def compare(
     seed: int = 0,
     confidence: float = 0.95,
     loaded: dict | None = None,
+    size_bins: Sequence[int] | None = None,
 ) -> Comparison:
     """Compare configuration ``a`` with ``b`` (``"METHOD@SIZE"`` each) of the sweep in ``sweep_dir``.
 
     Each configuration's per-image scores are averaged over its seeds; every run of both must
     have been validated on the same slices (the same patient split), else it is an error.
+    ``size_bins`` adds the strata of :func:`size_strata`.
     """
     if metric not in SCORE_METRICS:
         raise ValueError(f"metric must be one of {', '.join(SCORE_METRICS)}, got {metric!r}")
@@ -327,8 +364,10 @@ def compare(
         for _, run_dir in runs:
             scores = run_scores(run_dir, loaded)
             if reference is None:
-                reference = (run_dir, scores.patient_id)
-            elif not np.array_equal(scores.patient_id, reference[1]):
+                reference = (run_dir, scores.patient_id, scores.truth_pixels)
+            elif not (
+                np.array_equal(scores.patient_id, reference[1]) and np.array_equal(scores.truth_pixels, reference[2])
+            ):
                 only = sorted(set(scores.patient_id) ^ set(reference[1]))
                 detail = f"patients in one only: {', '.join(only[:3])}" if only else "the same patients, other slices"
                 raise ValueError(
@@ -340,21 +379,38 @@ def compare(
         seeds.append([s for s, _ in runs])
     assert reference is not None
     result = paired_difference(means[0], means[1], reference[1], metric, n_boot, seed, confidence)
-    return Comparison(a, b, seeds[0], seeds[1], result)
+    strata = {}
+    for name, keep in size_strata(reference[2], size_bins).items() if size_bins else ():
+        if keep.any():
+            strata[name] = paired_difference(
+                means[0][keep], means[1][keep], reference[1][keep], metric, n_boot, seed, confidence
+            )
+    return Comparison(a, b, seeds[0], seeds[1], result, strata)
 
 
 def format_comparison(c: Comparison) -> str:
     """Two lines for a terminal, scores in percent."""
     r = c.result
     pct = f"{100 * r.confidence:g}%"
-    ci = f"{100 * r.ci_low:+.1f} .. {100 * r.ci_high:+.1f}"
+    ci = _interval(r)
     return (
         f"{c.a} ({len(c.seeds_a)} seed(s)) vs {c.b} ({len(c.seeds_b)}), {r.n_images} images of "
         f"{r.n_patients} patients: mean {r.metric} {100 * r.mean_a:.1f} vs {100 * r.mean_b:.1f}, "
         f"difference {100 * r.difference:+.1f} ({pct} CI over patients {ci})\n"
         f"  patients better / worse: {r.patients_better} / {r.patients_worse} (sign test p = {r.sign_test_p:.3g}); "
         f"images better / worse: {r.images_better} / {r.images_worse}"
+    ) + "".join(
+        f"\n  {name:<14} {s.n_images:>4} images: {100 * s.mean_a:5.1f} vs {100 * s.mean_b:5.1f}, "
+        f"{100 * s.difference:+.1f} ({_interval(s)}), "
+        f"images better / worse {s.images_better} / {s.images_worse}"
+        for name, s in c.strata.items()
     )
+
+
+def _interval(r: PairedResult) -> str:
+    if math.isnan(r.ci_low):
+        return "one patient"
+    return f"{100 * r.ci_low:+.1f} .. {100 * r.ci_high:+.1f}"
 
 
 def format_markdown(comparisons: list[Comparison]) -> str:
@@ -369,7 +425,19 @@ def format_markdown(comparisons: list[Comparison]) -> str:
         r = c.result
         lines.append(
             f"| `{c.a}` | `{c.b}` | {len(c.seeds_a)} / {len(c.seeds_b)} | {100 * r.mean_a:.1f} | {100 * r.mean_b:.1f} "
-            f"| {100 * r.difference:+.1f} | {100 * r.ci_low:+.1f} .. {100 * r.ci_high:+.1f} "
+            f"| {100 * r.difference:+.1f} | {_interval(r)} "
             f"| {r.patients_better} / {r.patients_worse} | {r.sign_test_p:.2g} |"
         )
+    names = list(dict.fromkeys(name for c in comparisons for name in c.strata))
+    if names:
+        counts = {n: next(c.strata[n].n_images for c in comparisons if n in c.strata) for n in names}
+        lines += ["", "A - B by the truth's foreground area, with the CI over patients:", ""]
+        lines.append("| A | B | " + " | ".join(f"{n} (n={counts[n]})" for n in names) + " |")
+        lines.append("| --- | --- |" + " ---: |" * len(names))
+        for c in comparisons:
+            cells = [
+                "" if s is None else f"{100 * s.difference:+.1f} ({_interval(s)})"
+                for s in (c.strata.get(n) for n in names)
+            ]
+            lines.append(f"| `{c.a}` | `{c.b}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
