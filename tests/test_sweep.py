@@ -118,6 +118,23 @@ def test_figures_are_drawn(swept) -> None:
     assert not list(out.glob("*.tmp*"))
 
 
+def test_examples_show_finished_runs_only(swept, tmp_path, monkeypatch) -> None:
+    import shutil
+
+    import jnet.sweep as sweep_module
+
+    config, out, rows = swept
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    (copy / "unet_jnet_r32_s0" / "metrics.json").unlink()  # as if still training: checkpoint_best.pt is there
+    seen = []
+    monkeypatch.setattr(sweep_module, "example_figure", lambda rows, path: seen.extend(rows))
+    sweep_module.write_figures(load_sweep(config), copy, rows)
+    by_size = {row.input_size: row.predictions for row in seen}
+    assert by_size[32] == {"unet+none": copy / "unet_none_r32_s0" / "checkpoint_best.pt", "unet+jnet": None}
+    assert by_size[16]["unet+jnet"] == copy / "unet_jnet_r16_s0" / "checkpoint_best.pt"
+
+
 def test_rerun_skips_finished_runs(swept) -> None:
     config, out, rows = swept
     before = {name: (out / name / "metrics.json").stat().st_mtime_ns for name in NAMES}

@@ -760,15 +760,22 @@ def write_figures(
     sizes = sorted({run.config.input_size for run in sweep.runs if run.method in sweep.figure_methods}, reverse=True)
     rows = []
     for size in sizes:
-        runs = {m: by_key.get((m, size, seed)) for m in sweep.figure_methods}
-        present = [run for run in runs.values() if run is not None and (out / run.name / "split.json").is_file()]
+        # finished runs only: an unfinished run's checkpoint_best.pt is not its result
+        runs = {
+            m: run
+            for m in sweep.figure_methods
+            if (run := by_key.get((m, size, seed))) is not None and run_status(out / run.name) == "skip"
+        }
+        present = [run for run in runs.values() if (out / run.name / "split.json").is_file()]
         if not present:
             continue
         first = present[0]
         data = _data(first.config, cache)
         split = json.loads((out / first.name / "split.json").read_text())
         i = _example_slice(data, split["val"])
-        checkpoints = {m: None if run is None else out / run.name / "checkpoint_best.pt" for m, run in runs.items()}
+        checkpoints = {
+            m: out / runs[m].name / "checkpoint_best.pt" if m in runs else None for m in sweep.figure_methods
+        }
         rows.append(ExampleRow(data.images[i], data.masks[i], size, checkpoints, first.config.downsample_mode))
     if rows:
         examples = example_figure(rows, out / EXAMPLES_PNG)
