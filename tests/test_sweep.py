@@ -14,7 +14,15 @@ import torch
 import yaml
 
 from jnet.cli import main
-from jnet.sweep import RESULT_COLUMNS, format_markdown, load_sweep, run_sweep, summarize, write_figures
+from jnet.sweep import (
+    RESULT_COLUMNS,
+    format_markdown,
+    load_sweep,
+    result_row,
+    run_sweep,
+    summarize,
+    write_figures,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_BASE = {
@@ -89,6 +97,7 @@ def test_sweep_writes_one_csv_row_per_run(swept) -> None:
     assert float(row["input_res_mean_dice"]) == metrics["best"]["input_resolution"]["mean_dice"]
     assert int(row["best_epoch"]) == metrics["best"]["epoch"] == 1
     assert int(row["head_params"]) == metrics["head_params"] > 0
+    assert float(row["final_mean_jaccard"]) == metrics["final"]["mean_jaccard"]
     for name in NAMES:  # the same layout as jnet train's
         files = {p.name for p in (out / name).iterdir()}
         assert {"config.yaml", "split.json", "history.csv", "checkpoint_last.pt", "metrics.json"} <= files
@@ -353,3 +362,13 @@ def test_only_trains_the_matching_runs(tmp_path) -> None:
     assert not (tmp_path / "unet_none_r16_s0").exists()
     rows = run_sweep(spec, tmp_path)  # the rest later; the finished one is skipped
     assert [r["run"] for r in rows] == ["unet_none_r16_s0", "unet_jnet_r16_s0"]
+
+
+def test_last_epoch_score_is_the_final_not_the_best(swept) -> None:
+    config, out, _ = swept
+    run = next(r for r in load_sweep(config).runs if r.name == "unet_jnet_r16_s1")
+    metrics = json.loads((out / run.name / "metrics.json").read_text())
+    metrics["final"] = {**metrics["final"], "mean_jaccard": 0.125}
+    row = result_row(run, metrics)
+    assert row["final_mean_jaccard"] == 0.125 and row["mean_jaccard"] == metrics["best"]["mean_jaccard"]
+    assert "| Jacc. last epoch |" in format_markdown(summarize([row]))
