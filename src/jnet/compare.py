@@ -10,9 +10,9 @@ Per-image scores
 ----------------
 :func:`run_scores` scores a run's ``checkpoint_best.pt`` on its validation slices (the scores
 ``jnet train`` averaged into ``metrics.json``) and keeps them beside it in
-``val_scores.csv`` (columns ``image, patient_id, truth_pixels, dice, jaccard``; ``truth_pixels``
-counts the ground truth's foreground pixels), so later comparisons need
-no checkpoint. Every read is checked against ``metrics.json``: the mean of the per-image
+``val_scores.csv`` (columns ``image, patient_id, truth_pixels, dice, jaccard``;
+``truth_pixels`` counts the ground truth's foreground pixels), so later comparisons need no
+checkpoint. Every read is checked against ``metrics.json``: the mean of the per-image
 scores must equal the run's best mean score, else the file is stale or the checkpoint is not
 the one the metrics came from, and it is an error.
 
@@ -389,7 +389,7 @@ def compare(
 
 
 def format_comparison(c: Comparison) -> str:
-    """Two lines for a terminal, scores in percent."""
+    """Two lines for a terminal (and one per size band), scores in percent."""
     r = c.result
     pct = f"{100 * r.confidence:g}%"
     ci = _interval(r)
