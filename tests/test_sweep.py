@@ -144,6 +144,21 @@ def test_examples_show_finished_runs_only(swept, tmp_path, monkeypatch) -> None:
     assert by_size[16]["unet+jnet"] == copy / "unet_jnet_r16_s0" / "checkpoint_best.pt"
 
 
+def test_examples_are_kept_when_a_finished_run_lost_its_checkpoint(swept, tmp_path, caplog) -> None:
+    import shutil
+
+    config, out, rows = swept
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    (copy / "unet_jnet_r16_s0" / "checkpoint_best.pt").unlink()  # a clone: results without weights
+    before = (copy / "examples.png").read_bytes()
+    written = write_figures(load_sweep(config), copy, rows)
+    assert written == [copy / "jaccard_vs_input_size.png"]
+    assert (copy / "examples.png").read_bytes() == before
+    assert "examples.png not redrawn: 1 finished run(s) have no checkpoint_best.pt" in caplog.text
+    assert "unet_jnet_r16_s0" in caplog.text
+
+
 def test_rerun_skips_finished_runs(swept) -> None:
     config, out, rows = swept
     before = {name: (out / name / "metrics.json").stat().st_mtime_ns for name in NAMES}

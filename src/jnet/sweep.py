@@ -747,7 +747,9 @@ def write_figures(
 ) -> list[Path]:
     """Draw ``examples.png`` and ``jaccard_vs_input_size.png`` of a finished sweep.
 
-    Without matplotlib nothing is drawn and a warning says so. Returns the files written.
+    Without matplotlib nothing is drawn and a warning says so. ``examples.png`` is left as it
+    is, with a warning, when a finished run it shows has lost its ``checkpoint_best.pt``.
+    Returns the files written.
     """
     if _pyplot() is None:
         log.warning("no figures: matplotlib is not installed (pip install 'jnet[plot]')")
@@ -763,6 +765,7 @@ def write_figures(
     by_key = {(run.method, run.config.input_size, run.config.seed): run for run in sweep.runs}
     sizes = sorted({run.config.input_size for run in sweep.runs if run.method in sweep.figure_methods}, reverse=True)
     rows = []
+    missing: list[str] = []
     for size in sizes:
         # finished runs only: an unfinished run's checkpoint_best.pt is not its result
         runs = {
@@ -780,8 +783,16 @@ def write_figures(
         checkpoints = {
             m: out / runs[m].name / "checkpoint_best.pt" if m in runs else None for m in sweep.figure_methods
         }
+        missing += [str(c) for c in checkpoints.values() if c is not None and not c.is_file()]
         rows.append(ExampleRow(data.images[i], data.masks[i], size, checkpoints, first.config.downsample_mode))
-    if rows:
+    if missing:
+        # checkpoints are not committed: a clone has the runs' results but not their weights, and
+        # a figure with empty panels would silently replace the one drawn from them
+        log.warning(
+            "%s not redrawn: %d finished run(s) have no checkpoint_best.pt (%s); retrain them to redraw it",
+            out / EXAMPLES_PNG, len(missing), ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else ""),
+        )
+    elif rows:
         examples = example_figure(rows, out / EXAMPLES_PNG)
         if examples is not None:
             written.append(examples)
