@@ -790,7 +790,9 @@ def write_figures(
         # a figure with empty panels would silently replace the one drawn from them
         log.warning(
             "%s not redrawn: %d finished run(s) have no checkpoint_best.pt (%s); retrain them to redraw it",
-            out / EXAMPLES_PNG, len(missing), ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else ""),
+            out / EXAMPLES_PNG,
+            len(missing),
+            ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else ""),
         )
     elif rows:
         examples = example_figure(rows, out / EXAMPLES_PNG)
