@@ -76,6 +76,13 @@ def test_bootstrap_interval_of_two_patients() -> None:
     assert (narrow.ci_low, narrow.ci_high) == (0.5, 0.5)
 
 
+def test_differences_of_an_ulp_are_ties() -> None:
+    a = np.array([0.1 + 0.2, 0.5, 0.9])  # 0.30000000000000004
+    r = paired_difference(a, np.array([0.3, 0.5, 0.8]), np.array(["x", "y", "z"]), n_boot=100)
+    assert (r.patients_better, r.patients_worse, r.images_better, r.images_worse) == (1, 0, 1, 0)
+    assert r.sign_test_p == 1.0
+
+
 def test_one_patient_has_no_interval() -> None:
     r = paired_difference(np.array([0.5, 0.7]), np.array([0.4, 0.4]), np.array(["x", "x"]))
     assert r.difference == pytest.approx(0.2) and np.isnan(r.ci_low) and np.isnan(r.ci_high)
@@ -86,8 +93,8 @@ def test_size_strata() -> None:
     bands = size_strata(np.array([0, 1, 999, 1000, 2499, 2500, 9000]), [1000, 2500])
     assert list(bands) == ["empty", "1-999 px", "1000-2499 px", ">=2500 px"]
     assert [np.flatnonzero(m).tolist() for m in bands.values()] == [[0], [1, 2], [3, 4], [5, 6]]
-    for bad in ([], [0, 10], [10, 10], [20, 10]):
-        with pytest.raises(ValueError, match="increasing positive"):
+    for bad in ([], [0, 10], [1, 10], [10, 10], [20, 10]):  # [1, ...] would make an empty "1-0 px" band
+        with pytest.raises(ValueError, match="increasing pixel counts above 1"):
             size_strata(np.array([1]), bad)
 
 
@@ -209,6 +216,26 @@ def test_stale_scores_are_refused(tmp_path) -> None:
         run_scores(sweep / "a_s0")
 
 
+def test_scores_of_another_image_count_are_refused(tmp_path) -> None:
+    sweep = _fake_sweep(tmp_path, {"a_s0": ("m+a", 16, 0, [1.0, 0.8, 0.5, 0.2])}, PIDS)
+    path = sweep / "a_s0" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["best"]["n_images"] = 5
+    path.write_text(json.dumps(metrics))
+    with pytest.raises(ValueError, match=r"val_scores\.csv: 4 images, but metrics\.json's best was scored on 5"):
+        run_scores(sweep / "a_s0")
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match=r"metrics\.json: not valid JSON"):
+        run_scores(sweep / "a_s0")
+
+
+def test_bad_results_csv_is_named(tmp_path) -> None:
+    sweep = _fake_sweep(tmp_path, {"a_s0": ("m+a", 16, 0, [1.0, 0.8, 0.5, 0.2])}, PIDS)
+    (sweep / "results.csv").write_text("run,method,input_size,seed\na_s0,m+a,16,zero\n")
+    with pytest.raises(ValueError, match=r"results\.csv: input_size and seed must be integers"):
+        compare(sweep, "m+a@16", "m+a@16")
+
+
 def test_bad_scores_file_names_the_line(tmp_path) -> None:
     path = tmp_path / SCORES_FILE
     header = "image,patient_id,truth_pixels,dice,jaccard\n"
@@ -327,3 +354,9 @@ def test_cli_compare_bad_size_bins(swept, capsys) -> None:
     assert "expected comma-separated integers, got '1k'" in capsys.readouterr().err
     code = main(["compare", "--results", str(swept), "--pair", "unet+jnet@16", "unet+none@16", "--size-bins", "9,3"])
     assert code == 2 and "size bins must be increasing" in capsys.readouterr().err
+
+
+def test_cli_compare_json_or_markdown_not_both(swept, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["compare", "--results", str(swept), "--pair", "unet+jnet@16", "unet+none@16", "--json", "--markdown"])
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -159,6 +159,15 @@ def test_examples_are_kept_when_a_finished_run_lost_its_checkpoint(swept, tmp_pa
     assert "unet_jnet_r16_s0" in caplog.text
 
 
+def test_metrics_without_final_scores_are_refused(swept) -> None:
+    config, out, _ = swept
+    run = load_sweep(config).runs[0]
+    metrics = json.loads((out / run.name / "metrics.json").read_text())
+    del metrics["final"]  # the last-epoch column must not silently show the best epoch's score
+    with pytest.raises(ValueError, match=rf"{run.name}/metrics\.json: no 'final' scores"):
+        result_row(run, metrics)
+
+
 def test_rerun_skips_finished_runs(swept) -> None:
     config, out, rows = swept
     before = {name: (out / name / "metrics.json").stat().st_mtime_ns for name in NAMES}

@@ -817,8 +817,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also compare on empty slices and on bands of the truth's foreground area in pixels, e.g. 1000,2500",
     )  # fmt: skip
     p.add_argument("--out", default=None, help="write the comparisons as a JSON list")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--markdown", action="store_true", help="print one markdown table")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print the comparisons as JSON")
+    fmt.add_argument("--markdown", action="store_true", help="print one markdown table")
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("demo", help="train the baseline and J-Net on synthetic phantoms and compare")

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 SCORES_FILE = "val_scores.csv"
+TIE = 1e-9  # |difference| at most this counts as a tie in the sign test and the better/worse counts
 SCORE_METRICS = ("dice", "jaccard")
 _SPEC = re.compile(r"^(?P<method>.+)@(?P<size>\d+)$")
 
@@ -125,20 +126,35 @@ def _expected_means(run_dir: Path) -> dict[str, float]:
     path = run_dir / "metrics.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (is {run_dir} a finished training run?)")
-    best = json.loads(path.read_text()).get("best") or {}
     try:
-        return {m: float(best[f"mean_{m}"]) for m in SCORE_METRICS}
+        best = json.loads(path.read_text()).get("best") or {}
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    try:
+        expected = {m: float(best[f"mean_{m}"]) for m in SCORE_METRICS}
     except KeyError as err:
         raise ValueError(f"{path}: 'best' has no {err.args[0]}") from None
+    if "n_images" in best:
+        expected["n_images"] = int(best["n_images"])
+    return expected
 
 
 def _check_against_metrics(scores: ImageScores, run_dir: Path, source: str) -> None:
-    for metric, expected in _expected_means(run_dir).items():
+    expected = _expected_means(run_dir)
+    from_file = Path(source).name == SCORES_FILE
+    advice = (
+        f"the scores are stale (delete {SCORES_FILE} to rescore)"
+        if from_file
+        else "the checkpoint is not the run's best, or scoring here does not repeat the run's own validation"
+    )
+    n = expected.pop("n_images", None)
+    if n is not None and len(scores.dice) != n:
+        raise ValueError(f"{source}: {len(scores.dice)} images, but metrics.json's best was scored on {n}; {advice}")
+    for metric, value in expected.items():
         got = float(scores.metric(metric).mean())
-        if not math.isclose(got, expected, rel_tol=0, abs_tol=1e-6):
+        if not math.isclose(got, value, rel_tol=0, abs_tol=1e-6):
             raise ValueError(
-                f"{source}: mean {metric} {got:.6f} differs from metrics.json's best {expected:.6f}; "
-                f"the scores are stale or the checkpoint is not the run's best (delete {SCORES_FILE} to rescore)"
+                f"{source}: mean {metric} {got:.6f} differs from metrics.json's best {value:.6f}; {advice}"
             )
 
 
@@ -259,7 +275,8 @@ def paired_difference(
     stats = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(stats, [alpha, 1 - alpha]) if len(patients) > 1 else (math.nan, math.nan)
-    better, worse = int((per_patient > 0).sum()), int((per_patient < 0).sum())
+    # a difference within TIE of zero is a tie: seed means summed in another order differ by an ulp
+    better, worse = int((per_patient > TIE).sum()), int((per_patient < -TIE).sum())
     return PairedResult(
         metric=metric,
         mean_a=float(a.mean()),
@@ -274,8 +291,8 @@ def paired_difference(
         patients_better=better,
         patients_worse=worse,
         sign_test_p=sign_test(better, worse),
-        images_better=int((d > 0).sum()),
-        images_worse=int((d < 0).sum()),
+        images_better=int((d > TIE).sum()),
+        images_worse=int((d < -TIE).sum()),
     )
 
 
@@ -296,9 +313,14 @@ def _runs_of(sweep_dir: Path, method: str, size: int) -> list[tuple[int, Path]]:
     missing = [c for c in ("run", "method", "input_size", "seed") if rows and c not in rows[0]]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
-    runs = sorted(
-        (int(r["seed"]), sweep_dir / r["run"]) for r in rows if r["method"] == method and int(r["input_size"]) == size
-    )
+    try:
+        runs = sorted(
+            (int(r["seed"]), sweep_dir / r["run"])
+            for r in rows
+            if r["method"] == method and int(r["input_size"]) == size
+        )
+    except ValueError as err:
+        raise ValueError(f"{path}: input_size and seed must be integers ({err})") from None
     if not runs:
         known = sorted({f"{r['method']}@{r['input_size']}" for r in rows})
         raise ValueError(f"{path}: no runs of {method}@{size}; it has {', '.join(known)}")
@@ -325,8 +347,8 @@ class Comparison:
 def size_strata(truth_pixels: np.ndarray, bins: Sequence[int]) -> dict[str, np.ndarray]:
     """Masks of the images with an empty truth and of each band of truth area (see the module docstring)."""
     edges = [int(b) for b in bins]
-    if not edges or edges[0] < 1 or any(b >= c for b, c in itertools.pairwise(edges)):
-        raise ValueError(f"size bins must be increasing positive pixel counts, got {list(bins)}")
+    if not edges or edges[0] < 2 or any(b >= c for b, c in itertools.pairwise(edges)):
+        raise ValueError(f"size bins must be increasing pixel counts above 1, got {list(bins)}")
     t = np.asarray(truth_pixels)
     bands = {"empty": t == 0}
     lows = [1, *edges]

@@ -442,7 +442,9 @@ def result_row(run: SweepRun, metrics: dict[str, Any]) -> dict[str, Any]:
     row["input_res_mean_dice"] = best["input_resolution"]["mean_dice"]
     row["input_res_mean_jaccard"] = best["input_resolution"]["mean_jaccard"]
     row["best_epoch"] = best.get("epoch")
-    row["final_mean_jaccard"] = metrics.get("final", best)["mean_jaccard"]  # the last epoch: no choice on val
+    if "final" not in metrics:
+        raise ValueError(f"{run.name}/metrics.json: no 'final' scores (an older jnet's); retrain the run to add them")
+    row["final_mean_jaccard"] = metrics["final"]["mean_jaccard"]  # the last epoch: no choice on val
     for key in ("train_seconds", "params", "head_params"):
         row[key] = metrics[key]
     return row
@@ -764,8 +766,7 @@ def write_figures(
     seed = sweep.figure_seed if sweep.figure_seed is not None else min(seeds)
     by_key = {(run.method, run.config.input_size, run.config.seed): run for run in sweep.runs}
     sizes = sorted({run.config.input_size for run in sweep.runs if run.method in sweep.figure_methods}, reverse=True)
-    rows = []
-    missing: list[str] = []
+    found = []  # (size, the figure runs of that size, the first one present)
     for size in sizes:
         # finished runs only: an unfinished run's checkpoint_best.pt is not its result
         runs = {
@@ -774,27 +775,34 @@ def write_figures(
             if (run := by_key.get((m, size, seed))) is not None and run_status(out / run.name) == "skip"
         }
         present = [run for run in runs.values() if (out / run.name / "split.json").is_file()]
-        if not present:
-            continue
-        first = present[0]
-        data = _data(first.config, cache)
-        split = json.loads((out / first.name / "split.json").read_text())
-        i = _example_slice(data, split["val"])
-        checkpoints = {
-            m: out / runs[m].name / "checkpoint_best.pt" if m in runs else None for m in sweep.figure_methods
-        }
-        missing += [str(c) for c in checkpoints.values() if c is not None and not c.is_file()]
-        rows.append(ExampleRow(data.images[i], data.masks[i], size, checkpoints, first.config.downsample_mode))
+        if present:
+            found.append((size, runs, present[0]))
+    missing = [
+        str(out / run.name / "checkpoint_best.pt")
+        for _, runs, _ in found
+        for run in runs.values()
+        if not (out / run.name / "checkpoint_best.pt").is_file()
+    ]
     if missing:
-        # checkpoints are not committed: a clone has the runs' results but not their weights, and
-        # a figure with empty panels would silently replace the one drawn from them
+        # checkpoints are not committed: a clone has the runs' results but not their weights (nor,
+        # maybe, the data), and a figure with empty panels would silently replace the one drawn from them
         log.warning(
             "%s not redrawn: %d finished run(s) have no checkpoint_best.pt (%s); retrain them to redraw it",
             out / EXAMPLES_PNG,
             len(missing),
             ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else ""),
         )
-    elif rows:
+        return written
+    rows = []
+    for size, runs, first in found:
+        data = _data(first.config, cache)
+        split = json.loads((out / first.name / "split.json").read_text())
+        i = _example_slice(data, split["val"])
+        checkpoints = {
+            m: out / runs[m].name / "checkpoint_best.pt" if m in runs else None for m in sweep.figure_methods
+        }
+        rows.append(ExampleRow(data.images[i], data.masks[i], size, checkpoints, first.config.downsample_mode))
+    if rows:
         examples = example_figure(rows, out / EXAMPLES_PNG)
         if examples is not None:
             written.append(examples)
