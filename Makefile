@@ -48,13 +48,12 @@ study-latency: install
 # Paired comparisons on the same validation slices, with 95% CIs over patients (jnet compare):
 # the per-image scores are kept in each run's val_scores.csv (committed), so this runs on a clone
 # without checkpoints. Only runs with a val_scores.csv can be compared: the 64x64, U-Net,
-# final-loss, guided-filter and 32x32 guided-cascade runs lost their checkpoints before it was made
+# ablation, guided-filter and 32x32 guided-cascade runs lost their checkpoints before it was made
 # (retrain them to add their pairs).
 STUDY_PAIRS := elunet+jnet@16,elunet+none@16 elunet+interp@16,elunet+none@16 elunet+jnet@16,elunet+interp@16 \
 	elunet+jnet@32,elunet+none@32 elunet+interp@32,elunet+none@32 elunet+jnet@32,elunet+interp@32 \
 	elunet+jnet@16,elunet+none@32 elunet+jnet-guided+guided-cascade@16,elunet+jnet@16 \
-	elunet+jnet-guided+guided-cascade@16,elunet+none@32 \
-	elunet+jnet-noskip+no-skip@16,elunet+jnet@16 elunet+jnet+area-target@16,elunet+jnet@16
+	elunet+jnet-guided+guided-cascade@16,elunet+none@32
 study-compare: install
 	$(PYTHON) -m jnet compare --results $(STUDY) --out $(STUDY)/comparisons.json --size-bins 1000,2500 --markdown \
 	  $(foreach pair,$(STUDY_PAIRS),--pair $(subst $(comma), ,$(pair)))
