@@ -40,7 +40,7 @@ study-latency: install
 	  $(PYTHON) -m jnet benchmark --model $$model --head $$head --input-size $$size --full-resolution-input \
 	    --runtime onnxruntime --threads $$threads --runs 200 --out $(STUDY)/latency.json || exit 1; \
 	done; done
-	for budget in 2 3 5; do \
+	for budget in 3 5 10; do \
 	  $(PYTHON) -m jnet plan --results $(STUDY) --benchmark $(STUDY)/latency.json --threads 1 --budget-ms $$budget \
 	    --plot $(STUDY)/quality_vs_latency.png || exit 1; \
 	done
