@@ -122,7 +122,8 @@ def checkpoint_scores(checkpoint: str | Path, loaded: dict | None = None) -> Ima
     return ImageScores(np.asarray(slices.patient_id).astype(str), truth, dice, jaccard)
 
 
-def _expected_means(run_dir: Path) -> dict[str, float]:
+def _expected(run_dir: Path) -> tuple[dict[str, float], int | None]:
+    """The best epoch's mean scores in ``metrics.json``, and its image count where recorded."""
     path = run_dir / "metrics.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (is {run_dir} a finished training run?)")
@@ -131,26 +132,22 @@ def _expected_means(run_dir: Path) -> dict[str, float]:
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
     try:
-        expected = {m: float(best[f"mean_{m}"]) for m in SCORE_METRICS}
+        means = {m: float(best[f"mean_{m}"]) for m in SCORE_METRICS}
     except KeyError as err:
         raise ValueError(f"{path}: 'best' has no {err.args[0]}") from None
-    if "n_images" in best:
-        expected["n_images"] = int(best["n_images"])
-    return expected
+    return means, (int(best["n_images"]) if "n_images" in best else None)
 
 
 def _check_against_metrics(scores: ImageScores, run_dir: Path, source: str) -> None:
-    expected = _expected_means(run_dir)
-    from_file = Path(source).name == SCORES_FILE
+    means, n = _expected(run_dir)
     advice = (
         f"the scores are stale (delete {SCORES_FILE} to rescore)"
-        if from_file
+        if Path(source).name == SCORES_FILE
         else "the checkpoint is not the run's best, or scoring here does not repeat the run's own validation"
     )
-    n = expected.pop("n_images", None)
     if n is not None and len(scores.dice) != n:
         raise ValueError(f"{source}: {len(scores.dice)} images, but metrics.json's best was scored on {n}; {advice}")
-    for metric, value in expected.items():
+    for metric, value in means.items():
         got = float(scores.metric(metric).mean())
         if not math.isclose(got, value, rel_tol=0, abs_tol=1e-6):
             raise ValueError(
