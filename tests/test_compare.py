@@ -124,10 +124,12 @@ def test_paired_difference_rejects_bad_input(a, b, pid, kwargs, message) -> None
 
 
 def test_parse_spec() -> None:
-    assert parse_spec("elunet+jnet@16") == ("elunet+jnet", 16)
-    assert parse_spec("elunet+jnet+final-loss@32") == ("elunet+jnet+final-loss", 32)
-    with pytest.raises(ValueError, match="METHOD@INPUT_SIZE"):
-        parse_spec("elunet+jnet")
+    assert parse_spec("elunet+jnet@16") == ("elunet+jnet", 16, None)
+    assert parse_spec("elunet+jnet+final-loss@32") == ("elunet+jnet+final-loss", 32, None)
+    assert parse_spec("elunet+jnet@32/s2") == ("elunet+jnet", 32, 2)
+    for bad in ("elunet+jnet", "elunet+jnet@32/2", "elunet+jnet@32/s"):
+        with pytest.raises(ValueError, match="METHOD@INPUT_SIZE"):
+            parse_spec(bad)
 
 
 # ------------------------------------------------------------------------------------------
@@ -186,6 +188,26 @@ def test_compare_averages_seeds_then_pairs_images(tmp_path) -> None:
     table = format_markdown([compare(sweep, "m+a@16", "m+b@32", n_boot=100, size_bins=[1000, 2500])])
     assert "| A | B | empty (n=1) | 1-999 px (n=1) | 1000-2499 px (n=1) | >=2500 px (n=1) |" in table
     assert "| `m+a@16` | `m+b@32` | +50.0 (one patient) | +0.0 (one patient) | -20.0 (one patient) |" in table
+
+
+def test_compare_one_seed(tmp_path) -> None:
+    sweep = _fake_sweep(
+        tmp_path,
+        {
+            "a_s0": ("m+a", 16, 0, [1.0, 0.8, 0.5, 0.2]),
+            "a_s1": ("m+a", 16, 1, [1.0, 0.6, 0.7, 0.2]),
+            "b_s1": ("m+b", 16, 1, [0.5, 0.7, 0.6, 0.4]),
+        },
+        PIDS,
+    )
+    c = compare(sweep, "m+a@16/s1", "m+b@16", n_boot=100)
+    assert (c.a, c.seeds_a, c.seeds_b) == ("m+a@16/s1", [1], [1])
+    assert c.result.mean_a == pytest.approx(0.625) and c.result.difference == pytest.approx(0.075)  # d = .5 -.1 .1 -.2
+    assert compare(sweep, "m+a@16/s0", "m+b@16", n_boot=100).result.difference == pytest.approx(0.075)
+    assert compare(sweep, "m+a@16", "m+b@16", n_boot=100).result.mean_a == pytest.approx(0.625)
+    assert compare(sweep, "m+a@16/s0", "m+a@16/s1", n_boot=100).result.images_better == 1  # 0.8 > 0.6
+    with pytest.raises(ValueError, match=r"m\+b@16 has no run with seed 0; its seeds are 1"):
+        compare(sweep, "m+a@16", "m+b@16/s0")
 
 
 def test_compare_names_what_is_wrong(tmp_path) -> None:

@@ -55,7 +55,7 @@ import numpy as np
 SCORES_FILE = "val_scores.csv"
 TIE = 1e-9  # |difference| at most this counts as a tie in the sign test and the better/worse counts
 SCORE_METRICS = ("dice", "jaccard")
-_SPEC = re.compile(r"^(?P<method>.+)@(?P<size>\d+)$")
+_SPEC = re.compile(r"^(?P<method>.+)@(?P<size>\d+)(?:/s(?P<seed>\d+))?$")
 
 
 @dataclass
@@ -293,15 +293,22 @@ def paired_difference(
     )
 
 
-def parse_spec(spec: str) -> tuple[str, int]:
-    """``"METHOD@SIZE"`` (e.g. ``elunet+jnet@16``) -> ``(method, input_size)``."""
+def parse_spec(spec: str) -> tuple[str, int, int | None]:
+    """``"METHOD@SIZE"`` or ``"METHOD@SIZE/sSEED"`` -> ``(method, input_size, seed or None)``.
+
+    ``elunet+jnet@16`` is every seed of the configuration; ``elunet+jnet@16/s0`` its seed 0 only
+    (to compare a one-seed run with the same seed of another configuration).
+    """
     match = _SPEC.match(spec.strip())
     if not match:
-        raise ValueError(f"{spec!r}: a configuration is METHOD@INPUT_SIZE, e.g. elunet+jnet@16")
-    return match["method"], int(match["size"])
+        raise ValueError(
+            f"{spec!r}: a configuration is METHOD@INPUT_SIZE or METHOD@INPUT_SIZE/sSEED, "
+            f"e.g. elunet+jnet@16 or elunet+jnet@16/s0"
+        )
+    return match["method"], int(match["size"]), None if match["seed"] is None else int(match["seed"])
 
 
-def _runs_of(sweep_dir: Path, method: str, size: int) -> list[tuple[int, Path]]:
+def _runs_of(sweep_dir: Path, method: str, size: int, seed: int | None = None) -> list[tuple[int, Path]]:
     path = sweep_dir / "results.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (a sweep folder holds results.csv)")
@@ -321,6 +328,12 @@ def _runs_of(sweep_dir: Path, method: str, size: int) -> list[tuple[int, Path]]:
     if not runs:
         known = sorted({f"{r['method']}@{r['input_size']}" for r in rows})
         raise ValueError(f"{path}: no runs of {method}@{size}; it has {', '.join(known)}")
+    if seed is not None:
+        picked = [(s, d) for s, d in runs if s == seed]
+        if not picked:
+            have = ", ".join(str(s) for s, _ in runs)
+            raise ValueError(f"{path}: {method}@{size} has no run with seed {seed}; its seeds are {have}")
+        runs = picked
     return runs
 
 
@@ -366,9 +379,9 @@ def compare(
     loaded: dict | None = None,
     size_bins: Sequence[int] | None = None,
 ) -> Comparison:
-    """Compare configuration ``a`` with ``b`` (``"METHOD@SIZE"`` each) of the sweep in ``sweep_dir``.
+    """Compare configuration ``a`` with ``b`` (specs of :func:`parse_spec`) of the sweep in ``sweep_dir``.
 
-    Each configuration's per-image scores are averaged over its seeds; every run of both must
+    Each configuration's per-image scores are averaged over its seeds (or are the one seed's); every run of both must
     have been validated on the same slices (the same patient split), else it is an error.
     ``size_bins`` adds the strata of :func:`size_strata`.
     """
