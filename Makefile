@@ -40,20 +40,27 @@ study-latency: install
 	  $(PYTHON) -m jnet benchmark --model $$model --head $$head --input-size $$size --full-resolution-input \
 	    --runtime onnxruntime --threads $$threads --runs 200 --out $(STUDY)/latency.json || exit 1; \
 	done; done
-	for budget in 3 5 10; do \
+	for budget in 3 5 10 25; do \
 	  $(PYTHON) -m jnet plan --results $(STUDY) --benchmark $(STUDY)/latency.json --threads 1 --budget-ms $$budget \
 	    --plot $(STUDY)/quality_vs_latency.png || exit 1; \
 	done
 
 # Paired comparisons on the same validation slices, with 95% CIs over patients (jnet compare):
 # the per-image scores are kept in each run's val_scores.csv (committed), so this runs on a clone
-# without checkpoints. Only runs with a val_scores.csv can be compared: the 64x64, U-Net,
-# ablation, guided-filter and 32x32 guided-cascade runs lost their checkpoints before it was made
-# (retrain them to add their pairs).
+# without checkpoints. Only configurations whose runs all have a val_scores.csv can be compared:
+# the 64x64 `none`/`jnet`, U-Net, 16x16 ablation, guided-filter and 32x32 guided-cascade runs lost
+# their checkpoints before it was made (retrain them to add their pairs). The one-seed ablations
+# are compared with all of `jnet`'s seeds and with its same seed (`/s0`).
 STUDY_PAIRS := elunet+jnet@16,elunet+none@16 elunet+interp@16,elunet+none@16 elunet+jnet@16,elunet+interp@16 \
 	elunet+jnet@32,elunet+none@32 elunet+interp@32,elunet+none@32 elunet+jnet@32,elunet+interp@32 \
 	elunet+jnet@16,elunet+none@32 elunet+jnet-guided+guided-cascade@16,elunet+jnet@16 \
-	elunet+jnet-guided+guided-cascade@16,elunet+none@32
+	elunet+jnet-guided+guided-cascade@16,elunet+none@32 \
+	elunet+jnet+final-loss@32,elunet+jnet@32 elunet+jnet-noskip+no-skip@32,elunet+jnet@32 \
+	elunet+jnet-single+single-step@32,elunet+jnet@32 elunet+jnet+area-target@32,elunet+jnet@32 \
+	elunet+jnet+default-init@16,elunet+jnet@16 elunet+jnet+default-init@32,elunet+jnet@32 \
+	elunet+jnet+final-loss@32,elunet+jnet@32/s0 elunet+jnet-noskip+no-skip@32,elunet+jnet@32/s0 \
+	elunet+jnet-single+single-step@32,elunet+jnet@32/s0 elunet+jnet+area-target@32,elunet+jnet@32/s0 \
+	elunet+jnet+default-init@16,elunet+jnet@16/s0 elunet+jnet+default-init@32,elunet+jnet@32/s0
 study-compare: install
 	$(PYTHON) -m jnet compare --results $(STUDY) --out $(STUDY)/comparisons.json --size-bins 1000,2500 --markdown \
 	  $(foreach pair,$(STUDY_PAIRS),--pair $(subst $(comma), ,$(pair)))
