@@ -195,17 +195,19 @@ def test_compare_one_seed(tmp_path) -> None:
         tmp_path,
         {
             "a_s0": ("m+a", 16, 0, [1.0, 0.8, 0.5, 0.2]),
-            "a_s1": ("m+a", 16, 1, [1.0, 0.6, 0.7, 0.2]),
+            "a_s1": ("m+a", 16, 1, [1.0, 0.6, 0.7, 0.6]),
             "b_s1": ("m+b", 16, 1, [0.5, 0.7, 0.6, 0.4]),
         },
         PIDS,
     )
+    # means: a seed 0 0.625, a seed 1 0.725, a over both seeds 0.675; b 0.55
     c = compare(sweep, "m+a@16/s1", "m+b@16", n_boot=100)
     assert (c.a, c.seeds_a, c.seeds_b) == ("m+a@16/s1", [1], [1])
-    assert c.result.mean_a == pytest.approx(0.625) and c.result.difference == pytest.approx(0.075)  # d = .5 -.1 .1 -.2
+    assert c.result.mean_a == pytest.approx(0.725) and c.result.difference == pytest.approx(0.175)  # d = .5 -.1 .1 .2
     assert compare(sweep, "m+a@16/s0", "m+b@16", n_boot=100).result.difference == pytest.approx(0.075)
-    assert compare(sweep, "m+a@16", "m+b@16", n_boot=100).result.mean_a == pytest.approx(0.625)
-    assert compare(sweep, "m+a@16/s0", "m+a@16/s1", n_boot=100).result.images_better == 1  # 0.8 > 0.6
+    assert compare(sweep, "m+a@16", "m+b@16", n_boot=100).result.difference == pytest.approx(0.125)
+    s0_s1 = compare(sweep, "m+a@16/s0", "m+a@16/s1", n_boot=100).result  # d = 0, .2, -.2, -.4
+    assert (s0_s1.images_better, s0_s1.images_worse) == (1, 2)
     with pytest.raises(ValueError, match=r"m\+b@16 has no run with seed 0; its seeds are 1"):
         compare(sweep, "m+a@16", "m+b@16/s0")
 

@@ -381,8 +381,9 @@ def compare(
 ) -> Comparison:
     """Compare configuration ``a`` with ``b`` (specs of :func:`parse_spec`) of the sweep in ``sweep_dir``.
 
-    Each configuration's per-image scores are averaged over its seeds (or are the one seed's); every run of both must
-    have been validated on the same slices (the same patient split), else it is an error.
+    Each configuration's per-image scores are averaged over its seeds (or are the one named
+    seed's); every run of both must have been validated on the same slices (the same patient
+    split), else it is an error.
     ``size_bins`` adds the strata of :func:`size_strata`.
     """
     if metric not in SCORE_METRICS:
