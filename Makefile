@@ -62,7 +62,9 @@ STUDY_PAIRS := elunet+jnet@16,elunet+none@16 elunet+interp@16,elunet+none@16 elu
 	elunet+jnet+final-loss@32,elunet+jnet@32/s0 elunet+jnet-noskip+no-skip@32,elunet+jnet@32/s0 \
 	elunet+jnet-single+single-step@32,elunet+jnet@32/s0 elunet+jnet+area-target@32,elunet+jnet@32/s0 \
 	elunet+jnet+default-init@16,elunet+jnet@16/s0 elunet+jnet+default-init@32,elunet+jnet@32/s0 \
-	elunet+jnet-guided+guided-ungated@16/s2,elunet+jnet-guided+guided-cascade@16/s2
+	elunet+jnet-guided+guided-ungated@16/s2,elunet+jnet-guided+guided-cascade@16/s2 \
+	unet+jnet@32,unet+none@32 unet+jnet@16/s1,unet+none@16/s1 unet+jnet@16/s1,unet+none@32 \
+	unet+none@32,elunet+none@32 unet+jnet@32,elunet+jnet@32 unet+jnet@32,elunet+jnet@32/s0
 study-compare: install
 	$(PYTHON) -m jnet compare --results $(STUDY) --out $(STUDY)/comparisons.json --size-bins 1000,2500 --markdown \
 	  $(foreach pair,$(STUDY_PAIRS),--pair $(subst $(comma), ,$(pair)))
