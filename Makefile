@@ -48,10 +48,10 @@ study-latency: install
 # Paired comparisons on the same validation slices, with 95% CIs over patients (jnet compare):
 # the per-image scores are kept in each run's val_scores.csv (committed), so this runs on a clone
 # without checkpoints. Only configurations whose runs all have a val_scores.csv can be compared:
-# the 64x64 `none`/`jnet`, U-Net, 16x16 ablation, guided-filter and 32x32 guided-cascade runs lost
-# their checkpoints before it was made (retrain them to add their pairs). The one-seed ablations
-# are compared with all of `jnet`'s seeds and with its same seed (`/s0`); the ungated guided cascade
-# has scores for its seed 2 only.
+# the 64x64 `none`/`jnet`, U-Net 16x16 seed 0, 16x16 ablation, guided-filter and 32x32
+# guided-cascade runs lost their checkpoints before it was made (retrain them to add their pairs).
+# The one-seed ablations are compared with all of `jnet`'s seeds and with its same seed (`/s0`);
+# the ungated guided cascade has scores for its seed 2 only, U-Net at 16x16 for its seed 1 only.
 STUDY_PAIRS := elunet+jnet@16,elunet+none@16 elunet+interp@16,elunet+none@16 elunet+jnet@16,elunet+interp@16 \
 	elunet+jnet@32,elunet+none@32 elunet+interp@32,elunet+none@32 elunet+jnet@32,elunet+interp@32 \
 	elunet+jnet@16,elunet+none@32 elunet+jnet-guided+guided-cascade@16,elunet+jnet@16 \
