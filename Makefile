@@ -48,8 +48,9 @@ study-latency: install
 # Paired comparisons on the same validation slices, with 95% CIs over patients (jnet compare):
 # the per-image scores are kept in each run's val_scores.csv (committed), so this runs on a clone
 # without checkpoints. Only configurations whose runs all have a val_scores.csv can be compared:
-# the 64x64 `none`/`jnet`, U-Net 16x16 seed 0, 16x16 ablation (but `default-init`), guided-filter and 32x32
-# guided-cascade runs lost their checkpoints before it was made (retrain them to add their pairs).
+# the 64x64 `none`/`jnet`, U-Net 16x16 seed 0, 16x16 ablation (but `default-init`), guided-filter
+# and 32x32 guided-cascade runs lost their checkpoints before it was made (retrain them to add
+# their pairs).
 # The ablations compared here have 3 seeds like `jnet`. The ungated guided cascade has scores for
 # its seed 2 only, U-Net at 16x16 for its seed 1 only.
 STUDY_PAIRS := elunet+jnet@16,elunet+none@16 elunet+interp@16,elunet+none@16 elunet+jnet@16,elunet+interp@16 \
