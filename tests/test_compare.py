@@ -126,10 +126,13 @@ def test_paired_difference_rejects_bad_input(a, b, pid, kwargs, message) -> None
 def test_parse_spec() -> None:
     assert parse_spec("elunet+jnet@16") == ("elunet+jnet", 16, None)
     assert parse_spec("elunet+jnet+final-loss@32") == ("elunet+jnet+final-loss", 32, None)
-    assert parse_spec("elunet+jnet@32/s2") == ("elunet+jnet", 32, 2)
-    for bad in ("elunet+jnet", "elunet+jnet@32/2", "elunet+jnet@32/s"):
+    assert parse_spec("elunet+jnet@32/s2") == ("elunet+jnet", 32, (2,))
+    assert parse_spec("unet+jnet@16/s1+s2") == ("unet+jnet", 16, (1, 2))
+    for bad in ("elunet+jnet", "elunet+jnet@32/2", "elunet+jnet@32/s", "elunet+jnet@32/s1+2", "elunet+jnet@32/s1+"):
         with pytest.raises(ValueError, match="METHOD@INPUT_SIZE"):
             parse_spec(bad)
+    with pytest.raises(ValueError, match="a seed is named twice"):
+        parse_spec("elunet+jnet@32/s1+s1")
 
 
 # ------------------------------------------------------------------------------------------
@@ -210,6 +213,10 @@ def test_compare_one_seed(tmp_path) -> None:
     assert (s0_s1.images_better, s0_s1.images_worse) == (1, 2)
     with pytest.raises(ValueError, match=r"m\+b@16 has no run with seed 0; its seeds are 1"):
         compare(sweep, "m+a@16", "m+b@16/s0")
+    both = compare(sweep, "m+a@16/s0+s1", "m+b@16", n_boot=100)  # the same as every seed of m+a
+    assert both.seeds_a == [0, 1] and both.result.difference == pytest.approx(0.125)
+    with pytest.raises(ValueError, match=r"m\+b@16 has no run with seed 0, 2; its seeds are 1"):
+        compare(sweep, "m+a@16", "m+b@16/s0+s1+s2")
 
 
 def test_compare_names_what_is_wrong(tmp_path) -> None:

@@ -807,7 +807,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pair", nargs=2, action="append", required=True, metavar=("A", "B"),
         help="configurations METHOD@INPUT_SIZE as in results.csv, e.g. elunet+jnet@16 elunet+interp@16, averaged "
-        "over their seeds; METHOD@INPUT_SIZE/sSEED takes one seed, e.g. elunet+jnet@32/s0 (repeatable)",
+        "over their seeds; METHOD@INPUT_SIZE/sSEED[+sSEED...] takes the seeds named, e.g. elunet+jnet@32/s0 or "
+        "unet+jnet@16/s1+s2 (repeatable)",
     )  # fmt: skip
     p.add_argument("--metric", default="jaccard", help="jaccard or dice")
     p.add_argument("--boot", type=int, default=10000, help="bootstrap resamples of the patients")

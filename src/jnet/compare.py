@@ -55,7 +55,7 @@ import numpy as np
 SCORES_FILE = "val_scores.csv"
 TIE = 1e-9  # |difference| at most this counts as a tie in the sign test and the better/worse counts
 SCORE_METRICS = ("dice", "jaccard")
-_SPEC = re.compile(r"^(?P<method>.+)@(?P<size>\d+)(?:/s(?P<seed>\d+))?$")
+_SPEC = re.compile(r"^(?P<method>.+)@(?P<size>\d+)(?:/(?P<seeds>s\d+(?:\+s\d+)*))?$")
 
 
 @dataclass
@@ -293,22 +293,28 @@ def paired_difference(
     )
 
 
-def parse_spec(spec: str) -> tuple[str, int, int | None]:
-    """``"METHOD@SIZE"`` or ``"METHOD@SIZE/sSEED"`` -> ``(method, input_size, seed or None)``.
+def parse_spec(spec: str) -> tuple[str, int, tuple[int, ...] | None]:
+    """``"METHOD@SIZE"`` or ``"METHOD@SIZE/sSEED[+sSEED...]"`` -> ``(method, input_size, seeds or None)``.
 
-    ``elunet+jnet@16`` is every seed of the configuration; ``elunet+jnet@16/s0`` its seed 0 only
-    (to compare a one-seed run with the same seed of another configuration).
+    ``elunet+jnet@16`` is every seed of the configuration; ``elunet+jnet@16/s0`` its seed 0 only,
+    ``elunet+jnet@16/s1+s2`` its seeds 1 and 2 (to compare with the seeds another configuration
+    has, or leave out a run whose per-image scores were not kept).
     """
     match = _SPEC.match(spec.strip())
     if not match:
         raise ValueError(
-            f"{spec!r}: a configuration is METHOD@INPUT_SIZE or METHOD@INPUT_SIZE/sSEED, "
-            f"e.g. elunet+jnet@16 or elunet+jnet@16/s0"
+            f"{spec!r}: a configuration is METHOD@INPUT_SIZE or METHOD@INPUT_SIZE/sSEED[+sSEED...], "
+            f"e.g. elunet+jnet@16, elunet+jnet@16/s0 or elunet+jnet@16/s1+s2"
         )
-    return match["method"], int(match["size"]), None if match["seed"] is None else int(match["seed"])
+    if match["seeds"] is None:
+        return match["method"], int(match["size"]), None
+    seeds = tuple(int(part[1:]) for part in match["seeds"].split("+"))
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"{spec!r}: a seed is named twice")
+    return match["method"], int(match["size"]), seeds
 
 
-def _runs_of(sweep_dir: Path, method: str, size: int, seed: int | None = None) -> list[tuple[int, Path]]:
+def _runs_of(sweep_dir: Path, method: str, size: int, seeds: tuple[int, ...] | None = None) -> list[tuple[int, Path]]:
     path = sweep_dir / "results.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (a sweep folder holds results.csv)")
@@ -328,12 +334,15 @@ def _runs_of(sweep_dir: Path, method: str, size: int, seed: int | None = None) -
     if not runs:
         known = sorted({f"{r['method']}@{r['input_size']}" for r in rows})
         raise ValueError(f"{path}: no runs of {method}@{size}; it has {', '.join(known)}")
-    if seed is not None:
-        picked = [(s, d) for s, d in runs if s == seed]
-        if not picked:
-            have = ", ".join(str(s) for s, _ in runs)
-            raise ValueError(f"{path}: {method}@{size} has no run with seed {seed}; its seeds are {have}")
-        runs = picked
+    if seeds is not None:
+        have = [s for s, _ in runs]
+        absent = [s for s in seeds if s not in have]
+        if absent:
+            raise ValueError(
+                f"{path}: {method}@{size} has no run with seed {', '.join(map(str, absent))}; "
+                f"its seeds are {', '.join(map(str, have))}"
+            )
+        runs = [(s, d) for s, d in runs if s in seeds]
     return runs
 
 
@@ -381,8 +390,8 @@ def compare(
 ) -> Comparison:
     """Compare configuration ``a`` with ``b`` (specs of :func:`parse_spec`) of the sweep in ``sweep_dir``.
 
-    Each configuration's per-image scores are averaged over its seeds (or are the one named
-    seed's); every run of both must have been validated on the same slices (the same patient
+    Each configuration's per-image scores are averaged over its seeds (or over the seeds the
+    spec names); every run of both must have been validated on the same slices (the same patient
     split), else it is an error.
     ``size_bins`` adds the strata of :func:`size_strata`.
     """
