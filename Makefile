@@ -47,12 +47,11 @@ study-latency: install
 
 # Paired comparisons on the same validation slices, with 95% CIs over patients (jnet compare):
 # the per-image scores are kept in each run's val_scores.csv (committed), so this runs on a clone
-# without checkpoints. Only configurations whose runs all have a val_scores.csv can be compared:
-# the 64x64 `none`/`jnet`, U-Net 16x16 seed 0, 16x16 ablation (but `default-init`), guided-filter
-# and 32x32 guided-cascade runs lost their checkpoints before it was made (retrain them to add
-# their pairs).
-# The ablations compared here have 3 seeds like `jnet`. The ungated guided cascade has scores for
-# its seed 2 only, U-Net at 16x16 for its seed 1 only.
+# without checkpoints. Only runs with a val_scores.csv can be compared: the 64x64 `none`/`jnet`,
+# U-Net 16x16 seed 0, 16x16 ablation (but `default-init`), 16x16 guided-filter and seed-0 32x32
+# guided runs lost their checkpoints before it was made (retrain them to add their pairs).
+# METHOD@SIZE/s1+s2 names the seeds that have scores: the ungated guided cascade has its seed 2,
+# U-Net at 16x16 and the guided heads at 32x32 their seeds 1 and 2. The ablations have 3 like `jnet`.
 STUDY_PAIRS := elunet+jnet@16,elunet+none@16 elunet+interp@16,elunet+none@16 elunet+jnet@16,elunet+interp@16 \
 	elunet+jnet@32,elunet+none@32 elunet+interp@32,elunet+none@32 elunet+jnet@32,elunet+interp@32 \
 	elunet+jnet@16,elunet+none@32 elunet+jnet-guided+guided-cascade@16,elunet+jnet@16 \
@@ -61,7 +60,10 @@ STUDY_PAIRS := elunet+jnet@16,elunet+none@16 elunet+interp@16,elunet+none@16 elu
 	elunet+jnet-single+single-step@32,elunet+jnet@32 elunet+jnet+area-target@32,elunet+jnet@32 \
 	elunet+jnet+default-init@16,elunet+jnet@16 elunet+jnet+default-init@32,elunet+jnet@32 \
 	elunet+jnet-guided+guided-ungated@16/s2,elunet+jnet-guided+guided-cascade@16/s2 \
-	unet+jnet@32,unet+none@32 unet+jnet@16/s1,unet+none@16/s1 unet+jnet@16/s1,unet+none@32 \
+	elunet+jnet-guided+guided-cascade@32/s1+s2,elunet+jnet@32 \
+	elunet+guided+guided-filter@32/s1+s2,elunet+interp@32 \
+	unet+jnet@32,unet+none@32 unet+jnet@16/s1+s2,unet+none@16/s1+s2 unet+jnet@16/s1+s2,unet+none@32 \
+	unet+jnet@16/s1+s2,elunet+jnet@16 \
 	unet+none@32,elunet+none@32 unet+jnet@32,elunet+jnet@32 unet+jnet@32,elunet+jnet@32/s0
 study-compare: install
 	$(PYTHON) -m jnet compare --results $(STUDY) --out $(STUDY)/comparisons.json --size-bins 1000,2500 --markdown \
