@@ -47,11 +47,12 @@ study-latency: install
 
 # Paired comparisons on the same validation slices, with 95% CIs over patients (jnet compare):
 # the per-image scores are kept in each run's val_scores.csv (committed), so this runs on a clone
-# without checkpoints. Only runs with a val_scores.csv can be compared: the 64x64 `none` and
-# seed-0 `jnet`, U-Net 16x16 seed 0, 16x16 ablation (but `default-init`), 16x16 guided-filter and
-# seed-0 32x32 guided runs lost their checkpoints before it was made (retrain them to add their pairs).
+# without checkpoints. Only runs with a val_scores.csv can be compared: seed 0 of the 64x64
+# `none` and `jnet`, U-Net 16x16 seed 0, 16x16 ablation (but `default-init`), 16x16
+# guided-filter and seed-0 32x32 guided runs lost their checkpoints before it was made (retrain
+# them to add their pairs).
 # METHOD@SIZE/s1+s2 names the seeds that have scores: the ungated guided cascade has its seed 2,
-# U-Net at 16x16 and the guided heads at 32x32 their seeds 1 and 2, `jnet` at 64x64 its seed 1.
+# U-Net at 16x16 and the guided heads at 32x32 (and `none`/`jnet` at 64x64) their seeds 1 and 2.
 # The ablations have 3 like `jnet`.
 STUDY_PAIRS := elunet+jnet@16,elunet+none@16 elunet+interp@16,elunet+none@16 elunet+jnet@16,elunet+interp@16 \
 	elunet+jnet@32,elunet+none@32 elunet+interp@32,elunet+none@32 elunet+jnet@32,elunet+interp@32 \
@@ -63,7 +64,8 @@ STUDY_PAIRS := elunet+jnet@16,elunet+none@16 elunet+interp@16,elunet+none@16 elu
 	elunet+jnet-guided+guided-ungated@16/s2,elunet+jnet-guided+guided-cascade@16/s2 \
 	elunet+jnet-guided+guided-cascade@32/s1+s2,elunet+jnet@32 \
 	elunet+guided+guided-filter@32/s1+s2,elunet+interp@32 \
-	elunet+jnet@64/s1,elunet+interp@64 \
+	elunet+jnet@64/s1+s2,elunet+interp@64 elunet+jnet@64/s1+s2,elunet+none@64/s1+s2 \
+	elunet+interp@64,elunet+none@64/s1+s2 elunet+jnet@32,elunet+none@64/s1+s2 \
 	unet+jnet@32,unet+none@32 unet+jnet@16/s1+s2,unet+none@16/s1+s2 unet+jnet@16/s1+s2,unet+none@32 \
 	unet+jnet@16/s1+s2,elunet+jnet@16 \
 	unet+none@32,elunet+none@32 unet+jnet@32,elunet+jnet@32 unet+jnet@32,elunet+jnet@32/s0
