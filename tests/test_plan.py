@@ -201,6 +201,37 @@ def test_plan_plot(tmp_path, capsys) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob("*.tmp*"))
 
 
+def test_plan_plot_names_every_configuration_on_the_front(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    import jnet.sweep
+    from jnet.plan import plot_plan
+
+    # 12 configurations on the front, 11 of them so close that their names cannot all find a free place
+    points = [(1 + i / 1024, 0.5 + i / 1024) for i in range(11)] + [(8.0, 0.9)]
+    rows = [f"elunet,head-{i},16,0,{q},0.5" for i, (_, q) in enumerate(points)]
+    (tmp_path / "results.csv").write_text("model,head,input_size,seed,mean_jaccard,mean_dice\n" + "\n".join(rows))
+    bench = [
+        {"model": "elunet", "head": f"head-{i}", "input_size": 16, "latency_ms_median": t, "runtime": "onnxruntime"}
+        for i, (t, _) in enumerate(points)
+    ]
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    plan = make_plan(tmp_path, budget_ms=3, benchmark=tmp_path / "bench.json")
+    assert len(plan.front) == 12
+    drawn = []
+
+    def save(fig, path):
+        drawn.append([t.get_text() for t in fig.axes[0].texts])
+        plt.close(fig)
+        return path
+
+    monkeypatch.setattr(jnet.sweep, "_save", save)
+    plot_plan(plan, tmp_path / "plan.png")
+    (texts,) = drawn
+    assert sorted(texts) == sorted(names(plan.front))
+
+
 def test_plan_cli_infeasible_budget(tmp_path, capsys) -> None:
     sweep, bench = write_sweep(tmp_path)
     assert main(["plan", "--results", sweep, "--benchmark", bench, "--budget-ms", "0.5"]) == 2

@@ -396,25 +396,33 @@ def fastest(candidates: list[Candidate]) -> Candidate | None:
 def plot_plan(plan: Plan, path: str | os.PathLike) -> Path | None:
     """Quality (mean +- std over seeds) against latency, one point per configuration, the front joined.
 
+    The front's configurations are named first, the others where their names fit.
+
     Returns ``None`` without matplotlib (``pip install 'jnet[plot]'``).
     """
-    from jnet.sweep import _pyplot, _save
+    from jnet.sweep import _pyplot, _save, place_labels
 
     plt = _pyplot()
     if plt is None:
         return None
+    from matplotlib.transforms import Bbox
+
     metric = plan.metric
     timed = [c for c in plan.candidates if c.latency_ms is not None]
-    fig, ax = plt.subplots(figsize=(7.2, 4.6))
+    fig, ax = plt.subplots(figsize=(9.0, 5.6))
+    labels = []  # (on the front, text)
+    points = []  # (latency, quality, spread) in data units, for the labels to keep clear of
     for c in timed:
         on_front = any(c is f for f in plan.front)
         spread = c.spread(metric)
+        points.append((c.latency_ms, 100 * c.quality(metric), 0.0 if spread is None else 100 * spread))
         ax.errorbar(
             c.latency_ms, 100 * c.quality(metric), yerr=None if spread is None else 100 * spread,
             marker="o" if on_front else "x", color="C0" if on_front else "C7", capsize=3, markersize=5,
         )  # fmt: skip
-        ax.annotate(c.name, (c.latency_ms, 100 * c.quality(metric)), fontsize=6, xytext=(3, 3),
-                    textcoords="offset points")  # fmt: skip
+        text = ax.annotate(c.name, (c.latency_ms, 100 * c.quality(metric)), fontsize=6, xytext=(5, 3),
+                           textcoords="offset points", color="black" if on_front else "dimgray")  # fmt: skip
+        labels.append((on_front, text))
     front = sorted((c for c in plan.front if c.latency_ms is not None), key=lambda c: c.latency_ms)
     ax.plot([c.latency_ms for c in front], [100 * c.quality(metric) for c in front], color="C0", alpha=0.5,
             label="Pareto front")  # fmt: skip
@@ -426,4 +434,11 @@ def plot_plan(plan: Plan, path: str | os.PathLike) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
+    # every name on the front, then the others where they fit (`jnet plan` prints them all)
+    avoid = []
+    for x, y, spread in points:  # each marker and its error bar, in pixels
+        (x0, y0), (x1, y1) = ax.transData.transform([(x, y - spread), (x, y + spread)])
+        avoid.append(Bbox.from_extents(x0 - 5, y0 - 4, x1 + 5, y1 + 4))
+    ordered = [t for on_front, t in labels if on_front] + [t for on_front, t in labels if not on_front]
+    place_labels(fig, ordered, avoid=avoid, keep=sum(on_front for on_front, _ in labels))
     return _save(fig, Path(path))

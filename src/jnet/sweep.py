@@ -86,13 +86,16 @@ from jnet.data.prepare import SliceData, downsample
 from jnet.train import TrainConfig, fit, load_training_data
 
 __all__ = [
+    "LABEL_OFFSETS",
     "RESULT_COLUMNS",
     "ExampleRow",
     "Sweep",
     "SweepRun",
     "example_figure",
     "format_markdown",
+    "line_styles",
     "load_sweep",
+    "place_labels",
     "plot_quality",
     "result_row",
     "run_status",
@@ -629,6 +632,65 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+_LINES = (("-", "o"), ("--", "s"), (":", "D"), ("-.", "^"))
+
+
+def line_styles(n: int) -> list[tuple[str, str, str]]:
+    """(colour, line style, marker) for ``n`` lines of a plot: tab10's ten colours, with a new line
+    style and marker after every ten, so that up to 40 lines all look different (then they repeat)."""
+    return [(f"C{i % 10}", *_LINES[(i // 10) % len(_LINES)]) for i in range(n)]
+
+
+# points from the labelled point: right, left, then above and below it, nearer first
+LABEL_OFFSETS = (
+    (5, 3), (5, -9), (-5, 3), (-5, -9), (0, 8), (0, -14),
+    (5, 10), (5, -16), (-5, 10), (-5, -16), (0, 16), (0, -22),
+)  # fmt: skip
+
+
+def place_labels(
+    fig: Any,
+    texts: Sequence[Any],
+    offsets: Sequence[tuple[float, float]] = LABEL_OFFSETS,
+    avoid: Sequence[Any] = (),
+    keep: int = 0,
+) -> list[Any]:
+    """Place the annotations of a crowded plot where they overlap nothing; return those kept.
+
+    Each text (from ``ax.annotate(..., textcoords="offset points")``) takes the first of ``offsets``
+    where it stays inside its axes, clear of the display-space boxes in ``avoid`` (the markers,
+    say) and of every text placed before it; a negative x offset puts it left of its point, a
+    zero one centres it. A text with no such place is removed, except the first ``keep`` texts:
+    they take the first place clear of the other texts (if none, the first offset). The caller
+    passes the texts that matter most first.
+    """
+    renderer = fig.canvas.get_renderer()
+    kept: list[Any] = []
+    placed: list[Any] = []  # the kept texts' boxes
+
+    def fits(text: Any, dx: float, dy: float, obstacles: Sequence[Any]) -> Any:
+        text.xyann = (dx, dy)
+        text.set_horizontalalignment("right" if dx < 0 else "left" if dx > 0 else "center")
+        box = text.get_window_extent(renderer)
+        frame = text.axes.bbox
+        inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+        return box if inside and not any(box.overlaps(other) for other in obstacles) else None
+
+    for i, text in enumerate(texts):
+        box = next((b for dx, dy in offsets if (b := fits(text, dx, dy, [*avoid, *placed])) is not None), None)
+        if box is None and i < keep:
+            box = next((b for dx, dy in offsets if (b := fits(text, dx, dy, placed)) is not None), None)
+            if box is None:
+                fits(text, *offsets[0], [])
+                box = text.get_window_extent(renderer)
+        if box is None:
+            text.remove()
+            continue
+        kept.append(text)
+        placed.append(box)
+    return kept
+
+
 @dataclass
 class ExampleRow:
     """One row of :func:`example_figure`: a slice, the input size, and the models to show.
@@ -711,14 +773,15 @@ def plot_quality(summary: Sequence[Mapping[str, Any]], path: str | Path) -> Path
     plt = _pyplot()
     if plt is None:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(8.4, 4.6))
     sizes = sorted({row["input_size"] for row in summary})
-    for method in dict.fromkeys(row["method"] for row in summary):
+    methods = list(dict.fromkeys(row["method"] for row in summary))
+    for method, (color, linestyle, marker) in zip(methods, line_styles(len(methods)), strict=True):
         points = sorted((row["input_size"], row["stats"]["mean_jaccard"]) for row in summary if row["method"] == method)
         xs = [p[0] for p in points]
         ys = [100 * p[1][0] for p in points]
         err = [100 * (p[1][1] or 0.0) for p in points]
-        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=method)
+        ax.errorbar(xs, ys, yerr=err, color=color, linestyle=linestyle, marker=marker, capsize=3, label=method)
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes)
     ax.set_xticklabels([f"{s}x{s}" for s in sizes])
@@ -726,7 +789,7 @@ def plot_quality(summary: Sequence[Mapping[str, Any]], path: str | Path) -> Path
     ax.set_ylabel("mean Jaccard at full resolution (%)")
     ax.set_title("quality against input size (mean ± std over seeds)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside the lines
     fig.tight_layout()
     return _save(fig, Path(path))
 
