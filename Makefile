@@ -53,8 +53,7 @@ study-latency: install
 # them to add their pairs).
 # METHOD@SIZE/s1+s2 names the seeds that have scores: the ungated guided cascade has its seed 2,
 # U-Net at 16x16 and the guided heads at 32x32 (and `none`/`jnet` at 64x64) their seeds 1 and 2.
-# The ablations have 3 like `jnet`; U-Net at 32x32 has seeds 0 and 1 (seed 2 is not trained yet), so
-# its pair with ELU-Net `jnet` is also given on the same seeds.
+# The ablations and U-Net at 32x32 have 3 like `jnet`.
 STUDY_PAIRS := elunet+jnet@16,elunet+none@16 elunet+interp@16,elunet+none@16 elunet+jnet@16,elunet+interp@16 \
 	elunet+jnet@32,elunet+none@32 elunet+interp@32,elunet+none@32 elunet+jnet@32,elunet+interp@32 \
 	elunet+jnet@16,elunet+none@32 elunet+jnet-guided+guided-cascade@16,elunet+jnet@16 \
@@ -69,7 +68,7 @@ STUDY_PAIRS := elunet+jnet@16,elunet+none@16 elunet+interp@16,elunet+none@16 elu
 	elunet+interp@64,elunet+none@64/s1+s2 elunet+jnet@32,elunet+none@64/s1+s2 \
 	unet+jnet@32,unet+none@32 unet+jnet@16/s1+s2,unet+none@16/s1+s2 unet+jnet@16/s1+s2,unet+none@32 \
 	unet+jnet@16/s1+s2,elunet+jnet@16 \
-	unet+none@32,elunet+none@32 unet+jnet@32,elunet+jnet@32 unet+jnet@32,elunet+jnet@32/s0+s1
+	unet+none@32,elunet+none@32 unet+jnet@32,elunet+jnet@32
 study-compare: install
 	$(PYTHON) -m jnet compare --results $(STUDY) --out $(STUDY)/comparisons.json --size-bins 1000,2500 --markdown \
 	  $(foreach pair,$(STUDY_PAIRS),--pair $(subst $(comma), ,$(pair)))
