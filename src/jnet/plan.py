@@ -410,19 +410,18 @@ def plot_plan(plan: Plan, path: str | os.PathLike) -> Path | None:
     metric = plan.metric
     timed = [c for c in plan.candidates if c.latency_ms is not None]
     fig, ax = plt.subplots(figsize=(9.0, 5.6))
-    labels = []  # (on the front, text)
-    points = []  # (latency, quality, spread) in data units, for the labels to keep clear of
+    labels = []  # (on the front, name at its point, error bar half-height)
     for c in timed:
         on_front = any(c is f for f in plan.front)
         spread = c.spread(metric)
-        points.append((c.latency_ms, 100 * c.quality(metric), 0.0 if spread is None else 100 * spread))
+        err = 0.0 if spread is None else 100 * spread
         ax.errorbar(
-            c.latency_ms, 100 * c.quality(metric), yerr=None if spread is None else 100 * spread,
+            c.latency_ms, 100 * c.quality(metric), yerr=None if spread is None else err,
             marker="o" if on_front else "x", color="C0" if on_front else "C7", capsize=3, markersize=5,
         )  # fmt: skip
         text = ax.annotate(c.name, (c.latency_ms, 100 * c.quality(metric)), fontsize=6, xytext=(5, 3),
                            textcoords="offset points", color="black" if on_front else "dimgray")  # fmt: skip
-        labels.append((on_front, text))
+        labels.append((on_front, text, err))
     front = sorted((c for c in plan.front if c.latency_ms is not None), key=lambda c: c.latency_ms)
     ax.plot([c.latency_ms for c in front], [100 * c.quality(metric) for c in front], color="C0", alpha=0.5,
             label="Pareto front")  # fmt: skip
@@ -436,9 +435,10 @@ def plot_plan(plan: Plan, path: str | os.PathLike) -> Path | None:
     fig.tight_layout()
     # every name on the front, then the others where they fit (`jnet plan` prints them all)
     avoid = []
-    for x, y, spread in points:  # each marker and its error bar, in pixels
-        (x0, y0), (x1, y1) = ax.transData.transform([(x, y - spread), (x, y + spread)])
+    for _, text, err in labels:  # each marker and its error bar, in pixels
+        (x, y) = text.xy
+        (x0, y0), (x1, y1) = ax.transData.transform([(x, y - err), (x, y + err)])
         avoid.append(Bbox.from_extents(x0 - 5, y0 - 4, x1 + 5, y1 + 4))
-    ordered = [t for on_front, t in labels if on_front] + [t for on_front, t in labels if not on_front]
-    place_labels(fig, ordered, avoid=avoid, keep=sum(on_front for on_front, _ in labels))
+    ordered = [t for on_front, t, _ in labels if on_front] + [t for on_front, t, _ in labels if not on_front]
+    place_labels(fig, ordered, avoid=avoid, keep=sum(on_front for on_front, _, _ in labels))
     return _save(fig, Path(path))
