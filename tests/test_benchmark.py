@@ -10,20 +10,10 @@ import time
 import pytest
 import torch
 
-from jnet.benchmark import (
-    OnnxRunner,
-    TorchRunner,
-    benchmark,
-    build_model,
-    compare,
-    cpu_model,
-    environment,
-    latency_stats,
-    matmul_peak,
-    model_from_onnx,
-    time_calls,
-)
 from jnet.cli import main
+from jnet.deploy.benchmark import TorchRunner, benchmark, build_model, model_from_onnx
+from jnet.deploy.onnxrt import OnnxRunner
+from jnet.deploy.timing import compare, cpu_model, environment, latency_stats, matmul_peak, time_calls
 from jnet.model import JNet
 
 TINY = ["--model", "unet", "--width", "2", "--input-size", "16", "--output-size", "64"]
@@ -122,7 +112,7 @@ def test_benchmark_short_run(runtime: str) -> None:
 
 def test_runners(tmp_path) -> None:
     pytest.importorskip("onnxruntime")
-    from jnet.export import export_onnx
+    from jnet.deploy.export import export_onnx
 
     model = tiny()
     runner = TorchRunner(model, (2, 1, 16, 16), threads=1)
@@ -189,8 +179,8 @@ def test_benchmark_cli_errors(extra: list[str], message: str, capsys) -> None:
 
 def test_onnx_op_profile(tmp_path, capsys) -> None:
     pytest.importorskip("onnxruntime")
-    from jnet.benchmark import onnx_op_profile
-    from jnet.export import export_onnx
+    from jnet.deploy.benchmark import onnx_op_profile
+    from jnet.deploy.export import export_onnx
 
     path = export_onnx(tiny(), tmp_path / "m.onnx")
     prof = onnx_op_profile(path, batch_size=2, threads=1, runs=3, top=4)
@@ -205,7 +195,7 @@ def test_onnx_op_profile(tmp_path, capsys) -> None:
 
 
 def test_compiled_runners_compute_the_same() -> None:
-    from jnet.benchmark import CompiledTorchRunner
+    from jnet.deploy.benchmark import CompiledTorchRunner
 
     model = tiny().eval()
     runner = CompiledTorchRunner(model, (2, 1, 16, 16), threads=1, runtime="torchscript")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import jnet
-from jnet.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from jnet.training.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 
 
 def test_round_trip(tmp_path) -> None:

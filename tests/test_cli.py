@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-import jnet.demo
-from jnet.checkpoint import load_checkpoint
+import jnet.study.demo
 from jnet.cli import main
 from jnet.data.prepare import SliceData, downsample, normalize_slices
 from jnet.data.synthetic import make_synthetic
 from jnet.model import JNet
-from jnet.train import TrainConfig, evaluate, fit
+from jnet.training import TrainConfig, evaluate, fit
+from jnet.training.checkpoint import load_checkpoint
 
 
 def test_models_command(capsys) -> None:
@@ -84,7 +84,7 @@ def test_fit_rejects_mismatched_output_size() -> None:
 
 def test_demo_end_to_end(tmp_path, monkeypatch, capsys) -> None:
     tiny = {"num_patients": 4, "slices_per_patient": 6, "epochs": 1, "width": 2}
-    monkeypatch.setattr(jnet.demo, "demo_settings", lambda quick: tiny)
+    monkeypatch.setattr(jnet.study.demo, "demo_settings", lambda quick: tiny)
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     for head in ("none", "interp", "jnet"):

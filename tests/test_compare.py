@@ -12,23 +12,19 @@ import torch
 import yaml
 
 from jnet.cli import main
-from jnet.compare import (
-    SCORES_FILE,
-    ImageScores,
-    checkpoint_scores,
+from jnet.data.sources import load_data
+from jnet.study.compare import (
     compare,
     format_markdown,
     paired_difference,
     parse_spec,
-    read_scores,
     run_scores,
     sign_test,
     size_strata,
-    write_scores,
 )
-from jnet.data.sources import load_data
-from jnet.sweep import run_sweep
-from jnet.train import evaluate_checkpoint
+from jnet.study.sweep import run_sweep
+from jnet.training import evaluate_checkpoint
+from jnet.training.scores import SCORES_FILE, ImageScores, checkpoint_scores, read_scores, write_scores
 
 # ------------------------------------------------------------------------------------------
 # the statistics, by hand

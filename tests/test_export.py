@@ -12,10 +12,9 @@ from torch import nn
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from jnet.checkpoint import save_checkpoint
 from jnet.cli import main
 from jnet.data import downsample, load_data
-from jnet.export import (
+from jnet.deploy.export import (
     convert_fp16,
     export_checkpoint,
     export_onnx,
@@ -23,14 +22,14 @@ from jnet.export import (
     max_abs_diff,
     network_inputs,
     op_counts,
-    ort_session,
     read_metadata,
-    run_onnx,
 )
+from jnet.deploy.onnxrt import ort_session, run_onnx
 from jnet.heads import list_heads
 from jnet.losses import MultiScaleLoss
 from jnet.model import JNet
 from jnet.models import list_models
+from jnet.training.checkpoint import save_checkpoint
 
 
 def randomized(model: JNet, seed: int = 0) -> JNet:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jnet.sweep import LABEL_OFFSETS, line_styles, place_labels
+from jnet.study.figures import LABEL_OFFSETS, line_styles, place_labels
 
 
 def test_line_styles_are_distinct_beyond_ten() -> None:

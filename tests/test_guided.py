@@ -16,10 +16,10 @@ import torch.nn.functional as F
 
 import jnet
 import jnet.heads
-from jnet.checkpoint import load_checkpoint, save_checkpoint
 from jnet.data import downsample, load_data
 from jnet.heads import GuidedJNetHead, JNetHead, create_head, head_needs_image
 from jnet.resize import downsample_image
+from jnet.training.checkpoint import load_checkpoint, save_checkpoint
 
 GUIDED = ["jnet-guided", "guided"]
 
@@ -287,8 +287,8 @@ def test_guided_head_options_are_checked() -> None:
 
 @pytest.mark.parametrize("head", GUIDED)
 def test_train_evaluate_export_a_guided_model(head: str, tmp_path) -> None:
-    from jnet.export import max_abs_diff, op_counts
-    from jnet.train import TrainConfig, evaluate_checkpoint, fit
+    from jnet.deploy.export import max_abs_diff, op_counts
+    from jnet.training import TrainConfig, evaluate_checkpoint, fit
 
     data = load_data("synthetic", num_patients=4, slices_per_patient=6, size=64, seed=0)
     config = TrainConfig(data="synthetic", head=head, input_size=16, output_size=64, epochs=2, batch_size=4,
@@ -299,7 +299,7 @@ def test_train_evaluate_export_a_guided_model(head: str, tmp_path) -> None:
     scores = evaluate_checkpoint(tmp_path / "run" / "checkpoint_best.pt", "synthetic", data_options=options)
     assert scores["mean_jaccard"] == pytest.approx(result["best"]["mean_jaccard"], abs=1e-6)
     model, _ = load_checkpoint(tmp_path / "run" / "checkpoint_best.pt")
-    from jnet.export import export_onnx
+    from jnet.deploy.export import export_onnx
 
     path = export_onnx(model, tmp_path / "m.onnx")
     assert op_counts(path).get("AveragePool", 0) >= 1  # the model's own down-sampling is in the graph
@@ -308,7 +308,8 @@ def test_train_evaluate_export_a_guided_model(head: str, tmp_path) -> None:
 
 
 def test_export_checkpoint_takes_the_full_resolution_image(tmp_path) -> None:
-    from jnet.export import export_checkpoint, network_inputs, ort_session, run_onnx
+    from jnet.deploy.export import export_checkpoint, network_inputs
+    from jnet.deploy.onnxrt import ort_session, run_onnx
 
     torch.manual_seed(0)
     low = jnet.JNet("unet", 1, 16, 64, backbone_options={"width": 2}).eval()

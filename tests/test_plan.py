@@ -9,7 +9,7 @@ import re
 import pytest
 
 from jnet.cli import main
-from jnet.plan import aggregate, best_within_budget, make_plan, pareto_front, read_benchmarks, read_results
+from jnet.deploy.plan import aggregate, best_within_budget, make_plan, pareto_front, read_benchmarks, read_results
 
 # dyadic values, so that means are exact and ties really are ties
 RESULTS = """model,head,input_size,seed,mean_jaccard,mean_dice
@@ -205,8 +205,8 @@ def test_plan_plot_names_every_configuration_on_the_front(tmp_path, monkeypatch)
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
 
-    import jnet.sweep
-    from jnet.plan import plot_plan
+    import jnet.study.figures
+    from jnet.study.figures import plot_plan
 
     # 12 configurations on the front, 11 of them so close that their names cannot all find a free place
     points = [(1 + i / 1024, 0.5 + i / 1024) for i in range(11)] + [(8.0, 0.9)]
@@ -226,7 +226,7 @@ def test_plan_plot_names_every_configuration_on_the_front(tmp_path, monkeypatch)
         plt.close(fig)
         return path
 
-    monkeypatch.setattr(jnet.sweep, "_save", save)
+    monkeypatch.setattr(jnet.study.figures, "save_figure", save)
     plot_plan(plan, tmp_path / "plan.png")
     (texts,) = drawn
     assert sorted(texts) == sorted(names(plan.front))

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from jnet.checkpoint import save_checkpoint
 from jnet.cli import main
+from jnet.deploy.predict import predict_files
 from jnet.model import JNet
 from jnet.models import registry
-from jnet.predict import predict_files
+from jnet.training.checkpoint import save_checkpoint
 
 nib = pytest.importorskip("nibabel")
 
@@ -29,13 +29,13 @@ class _Identity(nn.Module):
 
 @pytest.fixture
 def identity_checkpoint(tmp_path):
-    registry._MODELS["test_identity"] = _Identity
+    registry.MODELS.add("test_identity", _Identity)
     try:
         model = JNet("test_identity", 1, 64, 64, head="none")
         train_config = {"data": "somewhere/msd_task", "data_options": {"resize": "pad_crop"}}
         yield save_checkpoint(tmp_path / "identity.pt", model, train_config=train_config)
     finally:
-        del registry._MODELS["test_identity"]
+        del registry.MODELS._items["test_identity"]
 
 
 def block_volume(shape: tuple[int, int, int]) -> np.ndarray:

@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 from jnet.cli import main
-from jnet.model import JNet
-from jnet.profile import (
+from jnet.deploy.profile import (
     MB,
     PAPER_TABLE4,
     count_macs,
@@ -23,6 +22,7 @@ from jnet.profile import (
     table4_output_size,
     weights_mb,
 )
+from jnet.model import JNet
 
 # U-Net, width 2 (channels 2, 4, 8, 16, 32 at 16, 8, 4, 2, 1 px), one input channel, K = 1, on a
 # 16x16 input, with the J-Net head up to 64x64 (m = 2 stages, stage 2 a skip stage). By hand:

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from jnet.cli import main
-from jnet.sweep import (
+from jnet.study.sweep import (
     RESULT_COLUMNS,
     format_markdown,
     load_sweep,
@@ -130,7 +130,7 @@ def test_figures_are_drawn(swept) -> None:
 def test_examples_show_finished_runs_only(swept, tmp_path, monkeypatch) -> None:
     import shutil
 
-    import jnet.sweep as sweep_module
+    import jnet.study.sweep as sweep_module
 
     config, out, rows = swept
     copy = tmp_path / "out"

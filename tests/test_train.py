@@ -15,9 +15,9 @@ import pytest
 import torch
 import yaml
 
-from jnet.checkpoint import load_checkpoint, read_checkpoint
 from jnet.cli import main
-from jnet.train import TrainConfig, fit, load_training_data
+from jnet.training import TrainConfig, fit, load_training_data
+from jnet.training.checkpoint import load_checkpoint, read_checkpoint
 
 TINY = ["--data", "synthetic", "--option", "num_patients=4", "--option", "slices_per_patient=4",
         "--output-size", "64", "--model", "unet", "--width", "2", "--batch-size", "4"]  # fmt: skip
@@ -160,7 +160,7 @@ def test_torchrun_two_processes_on_gloo(tmp_path) -> None:
 
 
 def test_split_file(tmp_path) -> None:
-    from jnet.train import make_split
+    from jnet.training import make_split
 
     pid = np.repeat(["a", "b", "c", "d"], 3)
     (tmp_path / "s.json").write_text(json.dumps({"train": ["a", "b", "c"], "val": ["d"]}))

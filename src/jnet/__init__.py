@@ -1,9 +1,19 @@
 """jnet: low-resolution input, high-resolution mask segmentation for cheap hardware (J-Net)."""
 
+__version__ = "0.1.0"  # before the imports: submodules read it
+
 from jnet.heads import create_head, list_heads
 from jnet.model import JNet
 from jnet.models import create_model, list_models, register_model
+from jnet.training.checkpoint import load_checkpoint
 
-__version__ = "0.1.0"
-
-__all__ = ["JNet", "__version__", "create_head", "create_model", "list_heads", "list_models", "register_model"]
+__all__ = [
+    "JNet",
+    "__version__",
+    "create_head",
+    "create_model",
+    "list_heads",
+    "list_models",
+    "load_checkpoint",
+    "register_model",
+]

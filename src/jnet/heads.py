@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jnet._options import Size, check_option, to_size
+from jnet.registry import Registry
 from jnet.resize import downsample_image
 
 
@@ -511,26 +512,24 @@ class GuidedFilterHead(Head):
         return g  # (B, 1, *, *)
 
 
-_HEADS: dict[str, Callable[..., Head]] = {
-    "jnet": JNetHead,
-    "jnet-noskip": functools.partial(JNetHead, skip=False),
-    "jnet-single": SingleStepHead,
-    "interp": InterpolationHead,
-    "none": IdentityHead,
-    "jnet-guided": GuidedJNetHead,
-    "guided": GuidedFilterHead,
-}
+HEADS: Registry[Callable[..., Head]] = Registry("head")
+HEADS.add("jnet", JNetHead)
+HEADS.add("jnet-noskip", functools.partial(JNetHead, skip=False))
+HEADS.add("jnet-single", SingleStepHead)
+HEADS.add("interp", InterpolationHead)
+HEADS.add("none", IdentityHead)
+HEADS.add("jnet-guided", GuidedJNetHead)
+HEADS.add("guided", GuidedFilterHead)
 
 
 def list_heads() -> list[str]:
     """Names of the available heads."""
-    return list(_HEADS)
+    return HEADS.names()
 
 
 def head_needs_image(name: str) -> bool:
     """Whether the head ``name`` reads the full-resolution image (an image-guided head)."""
-    check_option("head", name, _HEADS)
-    factory = _HEADS[name]
+    factory = HEADS.get(name)
     return bool(getattr(getattr(factory, "func", factory), "needs_image", False))
 
 
@@ -538,5 +537,4 @@ def create_head(
     name: str, num_classes: int, input_size: int | Sequence[int], output_size: int | Sequence[int], **options: object
 ) -> Head:
     """Build a head by name (see the module docstring for the choices)."""
-    check_option("head", name, _HEADS)
-    return _HEADS[name](num_classes, input_size, output_size, **options)
+    return HEADS.get(name)(num_classes, input_size, output_size, **options)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -112,6 +113,30 @@ class JNet(nn.Module):
             "full_resolution_input": self.full_resolution_input,
             "downsample_mode": downsample_mode,
         }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], **overrides: Any) -> JNet:
+        """The one way to rebuild a model from its description: :attr:`config` as saved in
+        checkpoints, ONNX metadata and run directories, or as :meth:`TrainConfig.model_config
+        <jnet.training.config.TrainConfig.model_config>` writes it.
+
+        Args:
+            config: the constructor's arguments (a registered backbone name, not a module).
+            **overrides: values that replace the config's, e.g. ``full_resolution_input=True``.
+
+        Example:
+            >>> net = JNet("elunet", 1, 16, 64, backbone_options={"width": 4})
+            >>> JNet.from_config(net.config).config == net.config
+            True
+        """
+        values = {**config, **overrides}
+        valid = list(inspect.signature(cls.__init__).parameters)[1:]
+        unknown = sorted(set(values) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown model setting(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+        if not isinstance(values.get("backbone"), str):
+            raise ValueError(f"a model config names its backbone (a registered model); got {values.get('backbone')!r}")
+        return cls(**values)
 
     @property
     def full_resolution_input(self) -> bool:

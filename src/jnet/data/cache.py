@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import numpy as np
 
 from jnet.data import sources
 from jnet.data.prepare import SliceData
+from jnet.io import atomic_write
 
 __all__ = ["DATA_FORMAT_VERSION", "cache_key", "cache_path", "cached_load"]
 
@@ -91,22 +91,16 @@ def _storage(images: np.ndarray) -> np.ndarray:
 
 def _write(data: SliceData, stored: np.ndarray, path: Path, meta: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh,
-                images=stored,
-                masks=data.masks.astype(np.uint8),
-                patient_id=np.asarray(data.patient_id).astype(str),
-                slice_index=np.asarray(data.slice_index).astype(np.int64),
-                class_names=np.asarray(list(data.class_names), dtype=str),
-                meta=np.array(json.dumps(meta, sort_keys=True, default=repr)),
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh,
+            images=stored,
+            masks=data.masks.astype(np.uint8),
+            patient_id=np.asarray(data.patient_id).astype(str),
+            slice_index=np.asarray(data.slice_index).astype(np.int64),
+            class_names=np.asarray(list(data.class_names), dtype=str),
+            meta=np.array(json.dumps(meta, sort_keys=True, default=repr)),
+        )
 
 
 def _read(path: Path, key: str) -> SliceData | None:

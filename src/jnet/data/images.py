@@ -97,6 +97,11 @@ def _to_grey(arr: np.ndarray) -> np.ndarray:
     return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
+def read_grey(path: str | Path) -> np.ndarray:
+    """One 2D image file as a float32 ``(H, W)`` grey image (colour is converted with the BT.601 weights)."""
+    return _to_grey(_read(Path(path)))
+
+
 def _to_labels(arr: np.ndarray, path: Path) -> np.ndarray:
     if arr.ndim == 3:
         bands = arr[..., : 1 if arr.shape[2] <= 2 else 3]

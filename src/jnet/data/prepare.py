@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from jnet._options import check_option
+from jnet.io import write_text
 from jnet.resize import DOWNSAMPLE_MODES, downsample_image
 
 
@@ -137,9 +138,7 @@ def patient_split(patient_id: np.ndarray, val_fraction: float = 0.2, seed: int =
 def save_split(split: dict, path: str | Path) -> None:
     """Write a split as JSON, atomically."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(split, indent=1))
-    tmp.replace(path)
+    write_text(path, json.dumps(split, indent=1))
 
 
 def kfold_split(patient_id: np.ndarray, k: int, fold: int, seed: int = 0) -> dict:

@@ -35,10 +35,11 @@ the tests), while the coarse position and extent stay learnable by a small U-Net
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from jnet.io import atomic_write
 
 __all__ = ["make_synthetic", "write_synthetic_npz"]
 
@@ -440,12 +441,6 @@ def write_synthetic_npz(path: str | os.PathLike, **kwargs) -> Path:
     path = Path(path)
     data = make_synthetic(**kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **data)
     return path

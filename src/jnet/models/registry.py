@@ -1,32 +1,36 @@
-"""A registry of backbones: a name maps to a builder ``(in_channels, num_classes, **options)``."""
+"""The backbones' registry: a name maps to a builder ``(in_channels, num_classes, **options)``."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any
 
 from torch import nn
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+from jnet.registry import Registry
 
-F = TypeVar("F", bound=Callable[..., nn.Module])
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 
-def register_model(name: str) -> Callable[[F], F]:
+def register_model(name: str) -> Callable[[Any], Any]:
     """Decorator that registers a backbone builder under ``name`` (one name per model)."""
-
-    def wrap(fn: F) -> F:
-        if name in _MODELS:
-            raise ValueError(f"model {name!r} is already registered")
-        _MODELS[name] = fn
-        return fn
-
-    return wrap
+    return MODELS.register(name)
 
 
 def list_models() -> list[str]:
     """Names of every registered backbone, sorted."""
-    return sorted(_MODELS)
+    return sorted(MODELS)
+
+
+def model_defaults(name: str) -> dict[str, Any]:
+    """The options of a registered backbone's builder and their defaults, e.g. ``{"width": 16}``."""
+    params = list(inspect.signature(MODELS.get(name)).parameters.values())
+    return {
+        p.name: p.default
+        for p in params
+        if p.name not in ("in_channels", "num_classes") and p.default is not inspect.Parameter.empty
+    }
 
 
 def create_model(name: str, in_channels: int = 1, num_classes: int = 1, **options: object) -> nn.Module:
@@ -47,8 +51,7 @@ def create_model(name: str, in_channels: int = 1, num_classes: int = 1, **option
         >>> net(torch.zeros(1, 1, 16, 16)).shape
         torch.Size([1, 2, 16, 16])
     """
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; available models: {', '.join(list_models())}")
+    builder = MODELS.get(name)
     if in_channels < 1 or num_classes < 1:
         raise ValueError(f"in_channels and num_classes must be >= 1, got {in_channels} and {num_classes}")
-    return _MODELS[name](in_channels=in_channels, num_classes=num_classes, **options)
+    return builder(in_channels=in_channels, num_classes=num_classes, **options)

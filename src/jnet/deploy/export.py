@@ -45,7 +45,15 @@ from torch import nn
 
 from jnet import __version__
 from jnet._options import check_option
+from jnet.data.prepare import downsample
+from jnet.data.sources import load_data
+from jnet.deploy.onnxrt import OnnxRunner, ort_session, require_onnx, run_onnx
+from jnet.deploy.timing import compare
+from jnet.io import atomic_write
+from jnet.metrics import SegmentationMetrics, upsample_logits
 from jnet.model import JNet
+from jnet.training.checkpoint import load_checkpoint
+from jnet.training.evaluate import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +61,10 @@ PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 DEFAULT_OPSET = 17
-GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 
 #: Operators that the fp16 conversion runs in float16 (``Resize``: its data input only).
 FP16_OPS = frozenset({"Conv", "ConvTranspose", "Relu", "MaxPool", "Concat", "Identity", "Add", "Mul", "Resize"})
 _FP16_MAX = float(np.finfo(np.float16).max)
-
-
-def _require_onnx() -> tuple[Any, Any]:
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError as err:
-        raise ImportError(f"ONNX export needs onnx and onnxruntime: pip install 'jnet[onnx]' ({err})") from err
-    return onnx, onnxruntime
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -123,47 +121,45 @@ def export_onnx(
     Returns:
         ``path``. Raises a ValueError if the graph still holds a BatchNormalization node.
     """
-    onnx, _ = _require_onnx()
+    onnx, _ = require_onnx()
     path = Path(path)
     shape = _input_shape(model, input_shape)
     net = fold_batchnorm(model)
     if isinstance(net, JNet):
         net.return_all = False
     example = torch.zeros(shape)
-    tmp = path.with_name(path.name + ".tmp")
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
-    with warnings.catch_warnings():
-        # the shape checks in forward() become constants of the trace (intended: sizes are fixed),
-        # and the TorchScript exporter announces its deprecation
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-        kwargs: dict[str, Any] = {
-            "input_names": [INPUT_NAME],
-            "output_names": [OUTPUT_NAME],
-            "dynamic_axes": axes,
-            "opset_version": opset,
-            "do_constant_folding": True,
-        }
-        try:
-            torch.onnx.export(net, (example,), str(tmp), dynamo=False, **kwargs)
-        except TypeError as err:  # torch < 2.5 has no dynamo argument and only the TorchScript exporter
-            if "dynamo" not in str(err):
-                raise
-            torch.onnx.export(net, (example,), str(tmp), **kwargs)
-    graph = onnx.load(str(tmp))
-    metadata = {"jnet.version": __version__, "jnet.precision": "fp32"}
-    if isinstance(model, JNet) and model.config.get("backbone") is not None:
-        metadata["jnet.model_config"] = json.dumps(model.config)
-    _set_metadata(graph, metadata)
-    bn = op_counts(graph).get("BatchNormalization", 0)
-    if bn:
-        tmp.unlink()
-        raise ValueError(f"{bn} BatchNormalization node(s) left after folding: a batch norm that follows no conv")
-    onnx.checker.check_model(graph)
-    onnx.save(graph, str(tmp))
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        with warnings.catch_warnings():
+            # the shape checks in forward() become constants of the trace (intended: sizes are fixed),
+            # and the TorchScript exporter announces its deprecation
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+            kwargs: dict[str, Any] = {
+                "input_names": [INPUT_NAME],
+                "output_names": [OUTPUT_NAME],
+                "dynamic_axes": axes,
+                "opset_version": opset,
+                "do_constant_folding": True,
+            }
+            try:
+                torch.onnx.export(net, (example,), str(tmp), dynamo=False, **kwargs)
+            except TypeError as err:  # torch < 2.5 has no dynamo argument and only the TorchScript exporter
+                if "dynamo" not in str(err):
+                    raise
+                torch.onnx.export(net, (example,), str(tmp), **kwargs)
+        graph = onnx.load(str(tmp))
+        metadata = {"jnet.version": __version__, "jnet.precision": "fp32"}
+        if isinstance(model, JNet) and model.config.get("backbone") is not None:
+            metadata["jnet.model_config"] = json.dumps(model.config)
+        _set_metadata(graph, metadata)
+        bn = op_counts(graph).get("BatchNormalization", 0)
+        if bn:
+            raise ValueError(f"{bn} BatchNormalization node(s) left after folding: a batch norm that follows no conv")
+        onnx.checker.check_model(graph)
+        onnx.save(graph, str(tmp))
     return path
 
 
@@ -178,7 +174,7 @@ def _set_metadata(graph: Any, values: dict[str, str]) -> None:
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The jnet metadata of an exported file: ``precision``, ``version`` and ``model_config`` (or ``None``)."""
-    onnx, _ = _require_onnx()
+    onnx, _ = require_onnx()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such ONNX file")
@@ -198,57 +194,12 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 def op_counts(graph_or_path: Any) -> dict[str, int]:
     """``{op_type: count}`` of an ONNX model (a loaded ``ModelProto`` or a path)."""
     if isinstance(graph_or_path, str | os.PathLike):
-        onnx, _ = _require_onnx()
+        onnx, _ = require_onnx()
         graph_or_path = onnx.load(str(graph_or_path))
     counts: dict[str, int] = {}
     for node in graph_or_path.graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return dict(sorted(counts.items()))
-
-
-def ort_session(
-    path: str | os.PathLike,
-    threads: int | None = None,
-    optimization: str = "all",
-    profile_prefix: str | None = None,
-    spinning: bool = True,
-) -> Any:
-    """An ONNX Runtime CPU session tuned for latency: ``threads`` intra-op threads, one inter-op
-    thread, sequential execution, graph optimisation ``optimization`` (one of
-    :data:`GRAPH_OPTIMIZATIONS`); ``profile_prefix`` turns on ORT's per-node profiling.
-    ``spinning=False`` makes idle pool threads sleep instead of spinning (ORT's default is to
-    spin): needed when something else must run on the same cores between calls."""
-    _, ort = _require_onnx()
-    check_option("graph optimization", optimization, GRAPH_OPTIMIZATIONS)
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such ONNX file")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[optimization]
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    if profile_prefix is not None:
-        options.enable_profiling = True
-        options.profile_file_prefix = profile_prefix
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # ORT raises its own exception types
-        raise ValueError(f"{path}: ONNX Runtime cannot load it ({err})") from err
-
-
-def run_onnx(session: Any, inputs: torch.Tensor | np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """The session's output on ``inputs`` ``(N, C, h, w)``, in batches of ``batch_size``."""
-    x = inputs.numpy() if isinstance(inputs, torch.Tensor) else np.asarray(inputs)
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)])
 
 
 def max_abs_diff(model: nn.Module, path: str | os.PathLike, inputs: torch.Tensor) -> float:
@@ -303,7 +254,7 @@ def quantize_int8(
             outliers; 1.4 Dice points better than min/max on the synthetic data) or ``"minmax"``.
         batch_size: calibration batch.
     """
-    onnx, _ = _require_onnx()
+    onnx, _ = require_onnx()
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -343,9 +294,8 @@ def quantize_int8(
         )
         out = onnx.load(str(Path(tmp) / "int8.onnx"))
     _set_metadata(out, {**{p.key: p.value for p in model.metadata_props}, "jnet.precision": "int8"})
-    tmp_dst = dst.with_name(dst.name + ".tmp")
-    onnx.save(out, str(tmp_dst))
-    tmp_dst.replace(dst)
+    with atomic_write(dst) as tmp_dst:
+        onnx.save(out, str(tmp_dst))
     return dst
 
 
@@ -360,7 +310,7 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     Raises:
         ValueError: if a weight is outside the float16 range.
     """
-    onnx, _ = _require_onnx()
+    onnx, _ = require_onnx()
     from onnx import TensorProto, helper, numpy_helper
 
     src, dst = Path(src), Path(dst)
@@ -429,9 +379,8 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     del graph.value_info[:]
     _set_metadata(model, {"jnet.precision": "fp16"})
     onnx.checker.check_model(model)
-    tmp = dst.with_name(dst.name + ".tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(dst)
+    with atomic_write(dst) as tmp:
+        onnx.save(model, str(tmp))
     return dst
 
 
@@ -448,8 +397,6 @@ def evaluate_onnx(
     A prediction smaller than the masks (the ``none`` head) is up-sampled as bilinear logits,
     as :func:`jnet.train.evaluate` does, so the two are comparable.
     """
-    from jnet.metrics import SegmentationMetrics, upsample_logits
-
     session = ort_session(path, threads=threads)
     metrics = SegmentationMetrics(num_classes)
     size = tuple(masks.shape[-2:])
@@ -479,8 +426,6 @@ def network_inputs(
         seed: the draw's seed.
         downsample_mode: how images become network inputs (:func:`jnet.data.downsample`).
     """
-    from jnet.data import downsample, load_data
-
     data = load_data(spec, **(options or {}))
     c, want = in_channels(model), tuple(model.output_size)
     if data.images.shape[1] != c:
@@ -537,8 +482,6 @@ def export_checkpoint(
         ``delta_dice``/``delta_jaccard`` of ``out`` against PyTorch), and when measured
         ``speed`` (:func:`jnet.benchmark.compare` of fp32 against ``out``).
     """
-    from jnet.checkpoint import load_checkpoint
-
     check_option("precision", precision, PRECISIONS)
     if precision == "int8" and calibration is None:
         raise ValueError("int8 export needs calibration inputs (jnet export --calibration DATA)")
@@ -572,8 +515,6 @@ def export_checkpoint(
         probe = validation[0][:8] if validation is not None else torch.randn(8, *_input_shape(model, None)[1:])
         report["max_abs_diff"] = max_abs_diff(model, out, probe)
         if validation is not None:
-            from jnet.train import evaluate
-
             inputs, masks = validation
             quality: dict[str, Any] = {
                 "torch": _scores(evaluate(model, inputs, masks)),
@@ -585,8 +526,6 @@ def export_checkpoint(
                 quality[f"delta_{metric}"] = quality[precision][f"mean_{metric}"] - quality["torch"][f"mean_{metric}"]
             report["quality"] = quality
         if precision != "fp32" and speed_runs > 0:
-            from jnet.benchmark import OnnxRunner, compare
-
             report["speed"] = compare(
                 OnnxRunner(fp32, threads=threads, spinning=False),
                 OnnxRunner(out, threads=threads, spinning=False),

@@ -25,140 +25,25 @@ runner needs between calls.
 from __future__ import annotations
 
 import copy
-import datetime
 import os
-import platform
-import re
 import statistics
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from jnet import __version__
 from jnet._options import check_option
+from jnet.deploy.export import export_onnx, in_channels, read_metadata
+from jnet.deploy.onnxrt import OnnxRunner, ort_session
+from jnet.deploy.profile import count_macs
+from jnet.deploy.timing import Threads, compare, environment, latency_stats, load_average, matmul_peak, time_calls
 from jnet.model import JNet
+from jnet.training.checkpoint import load_checkpoint
 
 RUNTIMES = ("torch", "torchscript", "compile", "onnxruntime")
-_ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_int8", "amx_bf16")
-
-
-def cpu_model() -> str:
-    """The CPU's model name (from ``/proc/cpuinfo`` on Linux, else :mod:`platform`)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-    return match.group(1).strip() if match else (platform.processor() or platform.machine())
-
-
-def _cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    match = re.search(r"^flags\s*:\s*(.+)$", text, re.MULTILINE)
-    flags = set(match.group(1).split()) if match else set()
-    return [f for f in _ISA_FLAGS if f in flags]
-
-
-def load_average() -> list[float] | None:
-    """The 1, 5 and 15 minute load averages, or ``None`` where the OS has none."""
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def environment(threads: int | None = None) -> dict[str, Any]:
-    """Where a measurement was taken: versions, threads, CPU, cores, date and load."""
-    try:
-        import onnxruntime
-
-        ort_version: str | None = onnxruntime.__version__
-    except ImportError:
-        ort_version = None
-    return {
-        "jnet": __version__,
-        "torch": torch.__version__,
-        "onnxruntime": ort_version,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "cpu_flags": _cpu_flags(),
-        "cpu_count": os.cpu_count(),
-        "threads": threads or torch.get_num_threads(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "load_average": load_average(),
-    }
-
-
-def latency_stats(seconds: Sequence[float], batch_size: int = 1) -> dict[str, float]:
-    """Median, 90th percentile, mean and minimum latency in ms, and images per second at the median."""
-    if not seconds:
-        raise ValueError("no timings to summarise (runs must be >= 1)")
-    ms = np.asarray(seconds, dtype=np.float64) * 1e3
-    median = float(np.median(ms))
-    return {
-        "latency_ms_median": median,
-        "latency_ms_p90": float(np.percentile(ms, 90)),
-        "latency_ms_mean": float(ms.mean()),
-        "latency_ms_min": float(ms.min()),
-        "images_per_second": batch_size * 1e3 / median,
-    }
-
-
-def time_calls(fn: Callable[[], Any], runs: int, warmup: int = 0) -> list[float]:
-    """Seconds of each of ``runs`` calls of ``fn`` after ``warmup`` untimed ones."""
-    if runs < 1 or warmup < 0:
-        raise ValueError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
-class _Threads:
-    """Sets PyTorch's intra-op threads for a block and restores them."""
-
-    def __init__(self, threads: int | None) -> None:
-        self.threads = threads
-
-    def __enter__(self) -> None:
-        self.saved = torch.get_num_threads()
-        if self.threads:
-            torch.set_num_threads(self.threads)
-
-    def __exit__(self, *exc: object) -> None:
-        torch.set_num_threads(self.saved)
-
-
-def matmul_peak(threads: int | None = None, n: int = 1024, runs: int = 10, warmup: int = 3) -> dict[str, Any]:
-    """The rate of an ``n x n`` float32 matrix product on this CPU: ``n**3`` MACs / median time.
-
-    Returns:
-        ``n``, ``threads``, ``time_ms_median`` and ``gmacs_per_second``.
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    gen = torch.Generator().manual_seed(0)
-    a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
-    out = torch.empty(n, n)
-    with _Threads(threads), torch.inference_mode():
-        used = torch.get_num_threads()
-        times = time_calls(lambda: torch.mm(a, b, out=out), runs, warmup)
-    median = statistics.median(times)
-    return {"n": n, "threads": used, "time_ms_median": median * 1e3, "gmacs_per_second": n**3 / median / 1e9}
 
 
 class TorchRunner:
@@ -202,77 +87,7 @@ class CompiledTorchRunner(TorchRunner):
                 self.model = torch.compile(self.model)
 
 
-class OnnxRunner:
-    """ONNX Runtime (CPU) on a fixed random batch of ``batch_size``; ``spinning`` as in
-    :func:`jnet.export.ort_session` (off when alternated with another runner)."""
-
-    runtime = "onnxruntime"
-
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        batch_size: int = 1,
-        threads: int | None = None,
-        optimization: str = "all",
-        spinning: bool = True,
-    ) -> None:
-        from jnet.export import ort_session
-
-        self.path = Path(path)
-        self.threads = threads or torch.get_num_threads()
-        self.session = ort_session(self.path, threads=self.threads, optimization=optimization, spinning=spinning)
-        spec = self.session.get_inputs()[0]
-        dims = [batch_size if not isinstance(d, int) or i == 0 else d for i, d in enumerate(spec.shape)]
-        if isinstance(spec.shape[0], int) and spec.shape[0] != batch_size:
-            raise ValueError(f"{self.path}: the batch axis is fixed to {spec.shape[0]}, cannot run batch {batch_size}")
-        self.input_shape = tuple(dims)
-        self.name = spec.name
-        self.x = np.random.default_rng(0).standard_normal(self.input_shape).astype(np.float32)
-
-    def __call__(self) -> None:
-        self.session.run(None, {self.name: self.x})
-
-
 Runner = TorchRunner | OnnxRunner
-
-
-def compare(
-    a: Runner | Callable[[], Any],
-    b: Runner | Callable[[], Any],
-    runs: int = 100,
-    warmup: int = 10,
-    labels: tuple[str, str] = ("a", "b"),
-    batch_size: int = 1,
-) -> dict[str, Any]:
-    """Time two runners alternately (a, b, a, b, ...) in this process.
-
-    Returns:
-        ``{labels[0]: stats, labels[1]: stats, "ratio": median_b / median_a,
-        "speedup": median_a / median_b, "runs", "warmup"}`` with :func:`latency_stats` stats.
-    """
-    if runs < 1 or warmup < 0:
-        raise ValueError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
-    for _ in range(warmup):
-        a()
-        b()
-    times_a: list[float] = []
-    times_b: list[float] = []
-    for i in range(runs):
-        # alternate which goes first, so neither always follows the other
-        order = ((a, times_a), (b, times_b)) if i % 2 == 0 else ((b, times_b), (a, times_a))
-        for fn, times in order:
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    sa, sb = latency_stats(times_a, batch_size), latency_stats(times_b, batch_size)
-    return {
-        labels[0]: sa,
-        labels[1]: sb,
-        "ratio": sb["latency_ms_median"] / sa["latency_ms_median"],
-        "speedup": sa["latency_ms_median"] / sb["latency_ms_median"],
-        "runs": runs,
-        "warmup": warmup,
-    }
 
 
 def build_model(
@@ -293,26 +108,27 @@ def build_model(
     head's default.
     """
     if checkpoint is not None:
-        from jnet.checkpoint import load_checkpoint
-
         return load_checkpoint(Path(checkpoint), full_resolution_input=full_resolution_input)[0]
-    options = {} if width is None else {"width": width}
-    net = JNet(
-        model, num_classes, input_size, output_size, head=head, in_channels=in_channels, backbone_options=options,
-        full_resolution_input=full_resolution_input,
-    )  # fmt: skip
-    return net.eval()
+    config = {
+        "backbone": model,
+        "num_classes": num_classes,
+        "input_size": input_size,
+        "output_size": output_size,
+        "head": head,
+        "in_channels": in_channels,
+        "backbone_options": {} if width is None else {"width": width},
+        "full_resolution_input": full_resolution_input,
+    }
+    return JNet.from_config(config).eval()
 
 
 def model_from_onnx(path: str | os.PathLike) -> JNet:
     """The (weightless, meta-device) JNet an exported file was made from, read from its metadata."""
-    from jnet.export import read_metadata
-
     config = read_metadata(path)["model_config"]
     if config is None:
         raise ValueError(f"{path}: no jnet model configuration in its metadata (not exported by jnet export)")
     with torch.device("meta"):
-        return JNet(**config).eval()
+        return JNet.from_config(config).eval()
 
 
 def describe(model: JNet) -> dict[str, Any]:
@@ -343,8 +159,6 @@ def make_runner(
     spinning: bool = True,
 ) -> Runner:
     """A runner for ``model`` on ``runtime``; ONNX Runtime uses ``onnx_path`` or an fp32 export into ``workdir``."""
-    from jnet.export import in_channels
-
     check_option("runtime", runtime, RUNTIMES)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -361,8 +175,6 @@ def make_runner(
         shape = (batch_size, in_channels(model), *model.image_size)
         return CompiledTorchRunner(model, shape, threads, runtime)
     if onnx_path is None:
-        from jnet.export import export_onnx
-
         if workdir is None:
             raise ValueError("exporting for ONNX Runtime needs a working folder")
         onnx_path = export_onnx(model, Path(workdir) / f"model_{id(model)}.onnx")
@@ -405,20 +217,15 @@ def benchmark(
         ``fraction_of_peak`` and ``backbone_latency_ms_median`` / ``head_share``, and
         ``environment``.
     """
-    from jnet.export import in_channels
-    from jnet.profile import count_macs
-
     threads = threads or torch.get_num_threads()
     shape = (batch_size, in_channels(model), *model.image_size)
     load_before = load_average()
     result: dict[str, Any] = {**describe(model), "runtime": runtime, "batch_size": batch_size, "threads": threads}
     result["precision"] = "fp32"
     if onnx_path is not None:
-        from jnet.export import read_metadata
-
         result["precision"] = read_metadata(onnx_path)["precision"] or "fp32"
         result["onnx"] = str(onnx_path)
-    with tempfile.TemporaryDirectory() as tmp, _Threads(threads):
+    with tempfile.TemporaryDirectory() as tmp, Threads(threads):
         # alternated with the backbone (head_share): no spinning, as in compare_settings
         runner = make_runner(model, runtime, batch_size, threads, onnx_path, tmp, optimization, not head_share)
         if head_share:
@@ -451,8 +258,6 @@ def _backbone_runner(
         return TorchRunner(model.backbone, shape, threads)
     if runtime in ("torchscript", "compile"):
         return CompiledTorchRunner(model.backbone, shape, threads, runtime)
-    from jnet.export import export_onnx
-
     path = export_onnx(model.backbone, Path(workdir) / "backbone.onnx", input_shape=(1, *shape[1:]))
     return OnnxRunner(path, batch_size=shape[0], threads=threads, optimization=optimization, spinning=False)
 
@@ -505,8 +310,6 @@ def onnx_op_profile(
     slowest nodes: ``name``, ``op``, ``us``, ``output_shape``).
     """
     import json as _json
-
-    from jnet.export import ort_session
 
     with tempfile.TemporaryDirectory() as tmp:
         session = ort_session(path, threads=threads, profile_prefix=str(Path(tmp) / "ort"))

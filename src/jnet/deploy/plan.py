@@ -38,7 +38,6 @@ deviation, then the name, so the choice is deterministic.
 from __future__ import annotations
 
 import csv
-import inspect
 import json
 import math
 import os
@@ -49,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from jnet._options import check_option
+from jnet.models.registry import MODELS, model_defaults
 
 REQUIRED_COLUMNS = ("model", "head", "input_size", "seed", "mean_jaccard", "mean_dice")
 LatencyKey = tuple[str, str, int, "int | None"]
@@ -175,13 +175,10 @@ def _width(row: dict[str, str], where: str) -> int | None:
 
 def default_width(model: str) -> int | None:
     """The ``width`` default of a registered backbone's builder (``None`` if it has none or is unknown)."""
-    from jnet.models.registry import _MODELS
-
-    builder = _MODELS.get(model)
-    if builder is None:
+    if model not in MODELS:
         return None
-    param = inspect.signature(builder).parameters.get("width")
-    return None if param is None or param.default is inspect.Parameter.empty else int(param.default)
+    width = model_defaults(model).get("width")
+    return None if width is None else int(width)
 
 
 def _resolved(model: str, width: int | None) -> int | None:
@@ -391,54 +388,3 @@ def fastest(candidates: list[Candidate]) -> Candidate | None:
     """The candidate with the lowest latency (``None`` if none has one)."""
     timed = [c for c in candidates if c.latency_ms is not None]
     return min(timed, key=lambda c: (c.latency_ms, c.name)) if timed else None
-
-
-def plot_plan(plan: Plan, path: str | os.PathLike) -> Path | None:
-    """Quality (mean +- std over seeds) against latency, one point per configuration, the front joined.
-
-    The front's configurations are named first, the others where their names fit.
-
-    Returns ``None`` without matplotlib (``pip install 'jnet[plot]'``).
-    """
-    from jnet.sweep import _pyplot, _save, place_labels
-
-    plt = _pyplot()
-    if plt is None:
-        return None
-    from matplotlib.transforms import Bbox
-
-    metric = plan.metric
-    timed = [c for c in plan.candidates if c.latency_ms is not None]
-    fig, ax = plt.subplots(figsize=(9.0, 5.6))
-    labels = []  # (on the front, name at its point, error bar half-height)
-    for c in timed:
-        on_front = any(c is f for f in plan.front)
-        spread = c.spread(metric)
-        err = 0.0 if spread is None else 100 * spread
-        ax.errorbar(
-            c.latency_ms, 100 * c.quality(metric), yerr=None if spread is None else err,
-            marker="o" if on_front else "x", color="C0" if on_front else "C7", capsize=3, markersize=5,
-        )  # fmt: skip
-        text = ax.annotate(c.name, (c.latency_ms, 100 * c.quality(metric)), fontsize=6, xytext=(5, 3),
-                           textcoords="offset points", color="black" if on_front else "dimgray")  # fmt: skip
-        labels.append((on_front, text, err))
-    front = sorted((c for c in plan.front if c.latency_ms is not None), key=lambda c: c.latency_ms)
-    ax.plot([c.latency_ms for c in front], [100 * c.quality(metric) for c in front], color="C0", alpha=0.5,
-            label="Pareto front")  # fmt: skip
-    if plan.budget_ms is not None:
-        ax.axvline(plan.budget_ms, color="C3", linestyle="--", label=f"budget {plan.budget_ms:g} ms")
-    ax.set_xlabel("latency (ms, median)")
-    ax.set_ylabel(f"{metric.replace('_', ' ')} at full resolution (%)")
-    ax.set_title("quality against latency (mean ± std over seeds)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    # every name on the front, then the others where they fit (`jnet plan` prints them all)
-    avoid = []
-    for _, text, err in labels:  # each marker and its error bar, in pixels
-        (x, y) = text.xy
-        (x0, y0), (x1, y1) = ax.transData.transform([(x, y - err), (x, y + err)])
-        avoid.append(Bbox.from_extents(x0 - 5, y0 - 4, x1 + 5, y1 + 4))
-    ordered = [t for on_front, t, _ in labels if on_front] + [t for on_front, t, _ in labels if not on_front]
-    place_labels(fig, ordered, avoid=avoid, keep=sum(on_front for on_front, _, _ in labels))
-    return _save(fig, Path(path))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from jnet import __version__
 
 if TYPE_CHECKING:
-    from jnet.train import TrainConfig
+    from jnet.training.config import TrainConfig
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -40,7 +40,7 @@ def _data_options(pairs: Sequence[str]) -> dict[str, object]:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from jnet.predict import predict_files
+    from jnet.deploy.predict import predict_files
 
     tty = sys.stderr.isatty()
 
@@ -143,7 +143,7 @@ _TRAIN_FLAGS: list[tuple[str, type, str]] = [
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """``--config`` YAML values, overridden by the flags given on the command line."""
-    from jnet.train import TrainConfig
+    from jnet.training.config import TrainConfig
 
     values: dict[str, object] = {}
     if args.config:
@@ -192,7 +192,7 @@ class _Progress:
 def _cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from jnet.train import TrainConfig, train
+    from jnet.training import TrainConfig, train
 
     if args.resume:
         run = Path(args.resume)
@@ -222,7 +222,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from jnet.train import evaluate_checkpoint
+    from jnet.training import evaluate_checkpoint
 
     options = _data_options(args.option) if args.option else None
     result = evaluate_checkpoint(args.checkpoint, args.data, args.split, options, args.split_file)
@@ -260,7 +260,7 @@ def _model_args(p: argparse.ArgumentParser, checkpoint_help: str) -> None:
 
 
 def _model_from_args(args: argparse.Namespace, **overrides: object):  # -> JNet
-    from jnet.benchmark import build_model
+    from jnet.deploy.benchmark import build_model
 
     spec = {
         k: getattr(args, k)
@@ -272,7 +272,7 @@ def _model_from_args(args: argparse.Namespace, **overrides: object):  # -> JNet
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from jnet.profile import format_paper_table, paper_table, profile_model
+    from jnet.deploy.profile import format_paper_table, paper_table, profile_model
 
     if args.table:
         rows = paper_table(
@@ -350,7 +350,7 @@ def _append_json(path: str, entries: list[dict]) -> None:
 
 
 def _benchmark_training(args: argparse.Namespace) -> int:
-    from jnet.train import TrainConfig, benchmark_training, load_training_data
+    from jnet.training import TrainConfig, benchmark_training, load_training_data
 
     values = {k: getattr(args, k) for k in ("model", "head", "input_size", "output_size", "width", "threads")}
     values = {k: v for k, v in values.items() if v is not None}
@@ -370,7 +370,7 @@ def _benchmark_training(args: argparse.Namespace) -> int:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
-    from jnet.benchmark import benchmark, compare_settings, model_from_onnx
+    from jnet.deploy.benchmark import benchmark, compare_settings, model_from_onnx
 
     if args.train:
         return _benchmark_training(args)
@@ -477,8 +477,8 @@ def _op_profile(model, args: argparse.Namespace) -> dict:  # model: JNet
     import tempfile
     from pathlib import Path
 
-    from jnet.benchmark import onnx_op_profile
-    from jnet.export import export_onnx
+    from jnet.deploy.benchmark import onnx_op_profile
+    from jnet.deploy.export import export_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.onnx or export_onnx(model, Path(tmp) / "model.onnx")
@@ -495,8 +495,8 @@ def _print_machine(env: dict) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from jnet.checkpoint import load_checkpoint
-    from jnet.export import export_checkpoint, network_inputs
+    from jnet.deploy.export import export_checkpoint, network_inputs
+    from jnet.training import load_checkpoint
 
     model, ckpt = load_checkpoint(args.checkpoint, full_resolution_input=not args.low_res_input)
     mode = (ckpt.get("train_config") or {}).get("downsample_mode", "area")
@@ -555,7 +555,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from jnet.plan import fastest, format_plan, make_plan, plot_plan
+    from jnet.deploy.plan import fastest, format_plan, make_plan
+    from jnet.study.figures import plot_plan
 
     plan = make_plan(
         args.results,
@@ -585,7 +586,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from jnet.sweep import format_markdown, load_sweep, run_status, run_sweep, summarize
+    from jnet.study.sweep import format_markdown, load_sweep, run_status, run_sweep, summarize
 
     if args.dry_run:
         runs = load_sweep(args.config).runs
@@ -627,7 +628,7 @@ def _int_list(text: str) -> list[int]:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from jnet.compare import compare, format_comparison, format_markdown
+    from jnet.study.compare import compare, format_comparison, format_markdown
 
     loaded: dict = {}
     done = []
@@ -650,7 +651,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from jnet.demo import format_table, run_demo
+    from jnet.study.demo import format_table, run_demo
 
     heads = args.heads.split(",")
     results = run_demo(quick=args.quick, out_dir=args.out, seed=args.seed, heads=heads, head_init=args.head_init)

@@ -43,6 +43,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torch.utils.weak import WeakIdKeyDictionary
 
 from jnet.heads import Head
+from jnet.losses import MultiScaleLoss
 from jnet.model import JNet
 
 MB = 2**20
@@ -128,8 +129,6 @@ class _LiveTensorBytes(TorchDispatchMode):
 
 
 def _train_step(model: JNet, x: torch.Tensor) -> None:
-    from jnet.losses import MultiScaleLoss
-
     outs = model(x)
     outs = outs if isinstance(outs, list) else [outs]
     target = torch.zeros((x.shape[0], *outs[-1].shape[-2:]), dtype=torch.long, device=x.device)

@@ -79,24 +79,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from jnet._options import check_option
-from jnet.data.prepare import SliceData, downsample
-from jnet.train import TrainConfig, fit, load_training_data
+from jnet.data.prepare import SliceData
+from jnet.heads import create_head
+from jnet.io import write_text
+from jnet.losses import MultiScaleLoss
+from jnet.models import list_models
+from jnet.study.figures import ExampleRow, example_figure, plot_quality, pyplot
+from jnet.training.config import TrainConfig
+from jnet.training.splits import load_training_data
+from jnet.training.trainer import fit
 
 __all__ = [
-    "LABEL_OFFSETS",
     "RESULT_COLUMNS",
-    "ExampleRow",
     "Sweep",
     "SweepRun",
-    "example_figure",
     "format_markdown",
-    "line_styles",
     "load_sweep",
-    "place_labels",
-    "plot_quality",
     "result_row",
     "run_status",
     "run_sweep",
@@ -287,10 +287,6 @@ def _tag(value: Any) -> str:
 
 def _check_run(run: SweepRun, src: str) -> None:
     """The choices TrainConfig leaves to training time, checked now: model, head and loss."""
-    from jnet.heads import create_head
-    from jnet.losses import MultiScaleLoss
-    from jnet.models import list_models
-
     c = run.config
     try:
         check_option("model", c.model, list_models())
@@ -374,7 +370,7 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     import yaml
 
-    _write_text(out / "sweep.yaml", yaml.safe_dump(sweep.spec, sort_keys=False))
+    write_text(out / "sweep.yaml", yaml.safe_dump(sweep.spec, sort_keys=False))
     cache: dict[str, SliceData] = {}
     rows: list[dict[str, Any]] = []
     total = len(sweep.runs)
@@ -594,204 +590,9 @@ def write_results(out_dir: str | Path, results: Sequence[Mapping[str, Any]]) -> 
     writer = csv.DictWriter(buf, fieldnames=columns, restval="", extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(results)
-    _write_text(out / RESULTS_CSV, buf.getvalue())
-    _write_text(out / RESULTS_MD, format_markdown(summarize(results)))
+    write_text(out / RESULTS_CSV, buf.getvalue())
+    write_text(out / RESULTS_MD, format_markdown(summarize(results)))
     return [out / RESULTS_CSV, out / RESULTS_MD]
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-# ------------------------------------------------------------------------------------------
-# figures
-# ------------------------------------------------------------------------------------------
-
-
-def _pyplot() -> Any:
-    """matplotlib's pyplot on the Agg backend, or ``None`` when matplotlib is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # optional: pip install 'jnet[plot]'
-        return None
-    return plt
-
-
-def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
-
-
-_LINES = (("-", "o"), ("--", "s"), (":", "D"), ("-.", "^"))
-
-
-def line_styles(n: int) -> list[tuple[str, str, str]]:
-    """(colour, line style, marker) for ``n`` lines of a plot: tab10's ten colours, with a new line
-    style and marker after every ten, so that up to 40 lines all look different (then they repeat)."""
-    return [(f"C{i % 10}", *_LINES[(i // 10) % len(_LINES)]) for i in range(n)]
-
-
-# points from the labelled point: right, left, then above and below it, nearer first
-LABEL_OFFSETS = (
-    (5, 3), (5, -9), (-5, 3), (-5, -9), (0, 8), (0, -14),
-    (5, 10), (5, -16), (-5, 10), (-5, -16), (0, 16), (0, -22),
-)  # fmt: skip
-
-
-def place_labels(
-    fig: Any,
-    texts: Sequence[Any],
-    offsets: Sequence[tuple[float, float]] = LABEL_OFFSETS,
-    avoid: Sequence[Any] = (),
-    keep: int = 0,
-) -> list[Any]:
-    """Place the annotations of a crowded plot where they overlap nothing; return those kept.
-
-    Each text (from ``ax.annotate(..., textcoords="offset points")``) takes the first of ``offsets``
-    where it stays inside its axes, clear of the display-space boxes in ``avoid`` (the markers,
-    say) and of every text placed before it; a negative x offset puts it left of its point, a
-    zero one centres it. A text with no such place is removed, except the first ``keep`` texts:
-    they take the first place clear of the other texts (if none, the first offset). The caller
-    passes the texts that matter most first.
-    """
-    renderer = fig.canvas.get_renderer()
-    kept: list[Any] = []
-    placed: list[Any] = []  # the kept texts' boxes
-
-    def fits(text: Any, dx: float, dy: float, obstacles: Sequence[Any]) -> Any:
-        text.xyann = (dx, dy)
-        text.set_horizontalalignment("right" if dx < 0 else "left" if dx > 0 else "center")
-        box = text.get_window_extent(renderer)
-        frame = text.axes.bbox
-        inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
-        return box if inside and not any(box.overlaps(other) for other in obstacles) else None
-
-    for i, text in enumerate(texts):
-        box = next((b for dx, dy in offsets if (b := fits(text, dx, dy, [*avoid, *placed])) is not None), None)
-        if box is None and i < keep:
-            box = next((b for dx, dy in offsets if (b := fits(text, dx, dy, placed)) is not None), None)
-            if box is None:
-                fits(text, *offsets[0], [])
-                box = text.get_window_extent(renderer)
-        if box is None:
-            text.remove()
-            continue
-        kept.append(text)
-        placed.append(box)
-    return kept
-
-
-@dataclass
-class ExampleRow:
-    """One row of :func:`example_figure`: a slice, the input size, and the models to show.
-
-    Attributes:
-        image: ``(C, H, W)`` full-resolution image (channel 0 is drawn).
-        mask: ``(H, W)`` full-resolution labels.
-        input_size: the side the networks read.
-        predictions: column title -> ``checkpoint_*.pt`` (``None``: an empty panel).
-        downsample_mode: how the image is brought to ``input_size``.
-    """
-
-    image: np.ndarray
-    mask: np.ndarray
-    input_size: int
-    predictions: dict[str, Path | None]
-    downsample_mode: str = "area"
-
-
-def example_figure(rows: Sequence[ExampleRow], path: str | Path) -> Path | None:
-    """The paper's Figs. 3 and 4: image and truth at full and input resolution, then predictions.
-
-    Predictions are shown at full resolution, as they are scored (a ``none`` head's logits
-    up-sampled bilinearly). Returns ``None`` without matplotlib.
-    """
-    plt = _pyplot()
-    if plt is None:
-        return None
-    from jnet.checkpoint import load_checkpoint
-    from jnet.metrics import logits_to_labels, upsample_labels, upsample_logits
-
-    titles = list(dict.fromkeys(t for row in rows for t in row.predictions))
-    panels: list[list[tuple[np.ndarray | None, str]]] = []
-    for row in rows:
-        size = tuple(row.mask.shape)
-        r = row.input_size
-        x = downsample(row.image[None], r, row.downsample_mode)  # (1, C, r, r)
-        low_mask = upsample_labels(torch.from_numpy(row.mask[None].astype(np.int64)), (r, r))[0].numpy()
-        line: list[tuple[np.ndarray | None, str]] = [
-            (row.image[0], "image"), (x[0, 0].numpy(), "image"), (row.mask, "labels"), (low_mask, "labels"),
-        ]  # fmt: skip
-        for title in titles:
-            checkpoint = row.predictions.get(title)
-            if checkpoint is None or not Path(checkpoint).is_file():
-                line.append((None, "labels"))
-                continue
-            model, _ = load_checkpoint(checkpoint)
-            with torch.no_grad():  # x, or the full-resolution image for a model that takes it
-                y = model(downsample(row.image[None], model.image_size[0], row.downsample_mode))  # (1, K, *, *)
-            if tuple(y.shape[-2:]) != size:
-                y = upsample_logits(y, size)
-            line.append((logits_to_labels(y)[0].numpy(), "labels"))
-        panels.append(line)
-    top = max([1] + [int(p.max()) for line in panels for p, kind in line if p is not None and kind == "labels"])
-    full = rows[0].mask.shape[-1] if rows else 0
-    columns = [f"image {full}", "image (input)", f"truth {full}", "truth (input)", *titles]
-    fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.1 * len(columns), 2.1 * len(rows)), squeeze=False)
-    for i, (row, line) in enumerate(zip(rows, panels, strict=True)):
-        for j, (ax, (img, kind)) in enumerate(zip(axes[i], line, strict=True)):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if img is not None:
-                style = {"cmap": "gray"} if kind == "image" else {"cmap": "magma", "vmin": 0, "vmax": top}
-                ax.imshow(img, interpolation="nearest", **style)
-            if j in (1, 3):
-                ax.text(0.03, 0.97, f"{row.input_size}x{row.input_size}", transform=ax.transAxes, va="top",
-                        fontsize=8, color="yellow")  # fmt: skip
-            if i == 0:
-                ax.set_title(columns[j], fontsize=8)
-        axes[i][0].set_ylabel(f"input {row.input_size}x{row.input_size}", fontsize=8)
-    fig.tight_layout()
-    return _save(fig, Path(path))
-
-
-def plot_quality(summary: Sequence[Mapping[str, Any]], path: str | Path) -> Path | None:
-    """Mean Jaccard at full resolution (± std over seeds) against input size, one line per method.
-
-    Returns ``None`` without matplotlib.
-    """
-    plt = _pyplot()
-    if plt is None:
-        return None
-    fig, ax = plt.subplots(figsize=(8.4, 4.6))
-    sizes = sorted({row["input_size"] for row in summary})
-    methods = list(dict.fromkeys(row["method"] for row in summary))
-    for method, (color, linestyle, marker) in zip(methods, line_styles(len(methods)), strict=True):
-        points = sorted((row["input_size"], row["stats"]["mean_jaccard"]) for row in summary if row["method"] == method)
-        xs = [p[0] for p in points]
-        ys = [100 * p[1][0] for p in points]
-        err = [100 * (p[1][1] or 0.0) for p in points]
-        ax.errorbar(xs, ys, yerr=err, color=color, linestyle=linestyle, marker=marker, capsize=3, label=method)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sizes)
-    ax.set_xticklabels([f"{s}x{s}" for s in sizes])
-    ax.set_xlabel("input size")
-    ax.set_ylabel("mean Jaccard at full resolution (%)")
-    ax.set_title("quality against input size (mean ± std over seeds)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside the lines
-    fig.tight_layout()
-    return _save(fig, Path(path))
 
 
 def _example_slice(data: SliceData, val_patients: Sequence[str]) -> int:
@@ -816,7 +617,7 @@ def write_figures(
     is, with a warning, when a finished run it shows has lost its ``checkpoint_best.pt``.
     Returns the files written.
     """
-    if _pyplot() is None:
+    if pyplot() is None:
         log.warning("no figures: matplotlib is not installed (pip install 'jnet[plot]')")
         return []
     out = Path(out_dir)

@@ -25,10 +25,14 @@ import numpy as np
 import torch
 
 from jnet._options import check_option
-from jnet.checkpoint import load_checkpoint
+from jnet.data.images import read_grey
+from jnet.data.nifti import fit_to_size, normalize_volume, read_volume, volume_to_slices
 from jnet.data.prepare import downsample, normalize_slices
+from jnet.data.sources import resolve_source
+from jnet.io import atomic_write
 from jnet.metrics import logits_to_labels, upsample_logits
 from jnet.model import JNet
+from jnet.training.checkpoint import load_checkpoint
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
@@ -55,8 +59,6 @@ def _volume_source(spec: str | None) -> bool:
     """Whether the training data came from NIfTI volumes (normalised per volume)."""
     if not spec or spec == "synthetic" or str(spec).lower().endswith(".npz"):
         return False
-    from jnet.data.sources import resolve_source
-
     try:
         return resolve_source(spec).kind in ("msd", "brats")
     except ValueError:  # the training data is not on this machine: assume volumes
@@ -79,8 +81,6 @@ def predict_slices(model: JNet, images: np.ndarray, batch_size: int = 32) -> np.
 
 
 def _to_model_grid(slices: np.ndarray, size: int, resize: str) -> np.ndarray:
-    from jnet.data.nifti import fit_to_size
-
     dummy = np.zeros((slices.shape[0], *slices.shape[2:]), np.uint8)
     return fit_to_size(slices, dummy, size, resize)[0]
 
@@ -124,8 +124,6 @@ def predict_volume(
     """
     import nibabel as nib
 
-    from jnet.data.nifti import normalize_volume, read_volume, volume_to_slices
-
     path, out_path = Path(path), Path(out_path)
     volume, affine = read_volume(path)
     check_option("normalize", normalize, ("zscore", "percentile", "slice"))
@@ -156,10 +154,8 @@ def predict_volume(
     header = nib.load(str(path)).header.copy()
     header.set_data_dtype(np.uint8)
     image = nib.Nifti1Image(data, affine, header)
-    suffix = _suffix(out_path) or ".nii.gz"
-    tmp = out_path.with_name(out_path.name[: -len(suffix)] + ".tmp" + suffix)
-    nib.save(image, str(tmp))
-    tmp.replace(out_path)
+    with atomic_write(out_path, suffix=_suffix(out_path) or ".nii.gz") as tmp:
+        nib.save(image, str(tmp))
     return {
         "input": str(path),
         "output": str(out_path),
@@ -172,20 +168,17 @@ def predict_image(model: JNet, path: str | Path, out_path: str | Path, *, resize
     """Segment one 2D PNG/TIFF (grey or colour, read as grey); write the mask as a PNG of the same size."""
     from PIL import Image
 
-    from jnet.data.images import _read, _to_grey
-
     path, out_path = Path(path), Path(out_path)
     if model.config["in_channels"] != 1:
         raise ValueError(f"{path}: 2D images give one channel; the model expects {model.config['in_channels']}")
-    grey = _to_grey(_read(path))  # (H, W)
+    grey = read_grey(path)  # (H, W)
     x = normalize_slices(grey[None])  # (1, 1, H, W)
     labels = _back_to_input_grid(predict_slices(model, _to_model_grid(x, model.output_size[0], resize)),
                                  grey.shape, resize)[0]  # fmt: skip
     if model.num_classes == 1:
         labels = labels * 255
-    tmp = out_path.with_name(out_path.stem + ".tmp.png")
-    Image.fromarray(labels.astype(np.uint8)).save(tmp, format="PNG")
-    tmp.replace(out_path)
+    with atomic_write(out_path) as tmp:
+        Image.fromarray(labels.astype(np.uint8)).save(tmp, format="PNG")
     return {
         "input": str(path),
         "output": str(out_path),

@@ -9,7 +9,6 @@ anything but tensors and plain Python values is refused with a clear error.
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 
 from jnet import __version__
+from jnet.io import atomic_write
 from jnet.model import JNet
 
 FORMAT = 1
@@ -25,8 +25,9 @@ FORMAT = 1
 def save_checkpoint(path: str | Path, model: JNet, **extra: Any) -> Path:
     """Write ``model`` (weights and the arguments that rebuild it) and ``extra`` to ``path``.
 
-    The file is written to ``path.tmp`` and renamed, so a run killed at any moment leaves
-    either the previous checkpoint or the new one, never half a file.
+    The file is written to a temporary name and renamed (:func:`jnet.io.atomic_write`), so a
+    run killed at any moment leaves either the previous checkpoint or the new one, never half
+    a file.
     """
     if model.config.get("backbone") is None:
         raise ValueError("only models with a registered backbone can be checkpointed and rebuilt by name")
@@ -38,12 +39,8 @@ def save_checkpoint(path: str | Path, model: JNet, **extra: Any) -> Path:
         "state_dict": model.state_dict(),
         **extra,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 
@@ -80,10 +77,9 @@ def load_checkpoint(path: str | Path, full_resolution_input: bool | None = None)
     trained_mode = (ckpt.get("train_config") or {}).get("downsample_mode")
     if "downsample_mode" not in config and trained_mode is not None:  # checkpoints from before the option
         config["downsample_mode"] = trained_mode
-    if full_resolution_input is not None:
-        config["full_resolution_input"] = full_resolution_input
+    overrides = {} if full_resolution_input is None else {"full_resolution_input": full_resolution_input}
     try:
-        model = JNet(**config)
+        model = JNet.from_config(config, **overrides)
         model.load_state_dict(ckpt["state_dict"])
     except (TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{path}: the weights do not fit the model they describe ({err})") from err

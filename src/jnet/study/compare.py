@@ -8,11 +8,10 @@ patients and a sign test over patients.
 
 Per-image scores
 ----------------
-:func:`run_scores` scores a run's ``checkpoint_best.pt`` on its validation slices (the scores
-``jnet train`` averaged into ``metrics.json``) and keeps them beside it in
-``val_scores.csv`` (columns ``image, patient_id, truth_pixels, dice, jaccard``;
-``truth_pixels`` counts the ground truth's foreground pixels), so later comparisons need no
-checkpoint. Every read is checked against ``metrics.json``: the mean of the per-image
+:func:`run_scores` reads a run's ``val_scores.csv``, which ``jnet train`` writes at the end
+of every run (:mod:`jnet.training.scores`); for a run from before that, it scores the run's
+``checkpoint_best.pt`` on its validation slices and writes the file, so later comparisons
+need no checkpoint. Every read is checked against ``metrics.json``: the mean of the per-image
 scores must equal the run's best mean score, else the file is stale or the checkpoint is not
 the one the metrics came from, and it is an error.
 
@@ -39,11 +38,9 @@ patients gets no interval.
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 import json
 import math
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -52,33 +49,17 @@ from typing import Any
 
 import numpy as np
 
-SCORES_FILE = "val_scores.csv"
+from jnet.training.scores import (
+    SCORE_METRICS,
+    SCORES_FILE,
+    ImageScores,
+    checkpoint_scores,
+    read_scores,
+    write_scores,
+)
+
 TIE = 1e-9  # |difference| at most this counts as a tie in the sign test and the better/worse counts
-SCORE_METRICS = ("dice", "jaccard")
 _SPEC = re.compile(r"^(?P<method>.+)@(?P<size>\d+)(?:/(?P<seeds>s\d+(?:\+s\d+)*))?$")
-
-
-@dataclass
-class ImageScores:
-    """Per-image scores on a run's validation slices, in the data's slice order."""
-
-    patient_id: np.ndarray  # (N,) str
-    truth_pixels: np.ndarray  # (N,) int64, foreground pixels of the ground truth
-    dice: np.ndarray  # (N,) float64, mean over the foreground classes
-    jaccard: np.ndarray  # (N,) float64
-
-    def __post_init__(self) -> None:
-        n = len(self.patient_id)
-        if not len(self.truth_pixels) == len(self.dice) == len(self.jaccard) == n:
-            raise ValueError(
-                f"ImageScores: {n} patient ids, {len(self.truth_pixels)} truth sizes, {len(self.dice)} Dice "
-                f"and {len(self.jaccard)} Jaccard scores"
-            )
-
-    def metric(self, name: str) -> np.ndarray:
-        if name not in SCORE_METRICS:
-            raise ValueError(f"metric must be one of {', '.join(SCORE_METRICS)}, got {name!r}")
-        return self.dice if name == "dice" else self.jaccard
 
 
 @dataclass
@@ -100,26 +81,6 @@ class PairedResult:
     sign_test_p: float
     images_better: int
     images_worse: int
-
-
-def checkpoint_scores(checkpoint: str | Path, loaded: dict | None = None) -> ImageScores:
-    """Score ``checkpoint`` image by image on the validation slices of its ``split.json``.
-
-    ``loaded`` caches the data between calls (see :func:`jnet.train.checkpoint_data`).
-    """
-    import torch
-
-    from jnet.data.prepare import downsample
-    from jnet.train import _evaluate_counts, checkpoint_data
-
-    model, config, slices = checkpoint_data(checkpoint, loaded=loaded)
-    inputs = downsample(slices.images, model.image_size[0], config.downsample_mode)
-    full, _ = _evaluate_counts(model, inputs, torch.from_numpy(slices.masks), 64, slices.class_names)
-    tp, fp, fn = (c.numpy().astype(np.float64) for c in full.counts())  # (N, C) each
-    dice = np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 1.0).mean(axis=1)
-    jaccard = np.where(tp + fp + fn > 0, tp / np.maximum(tp + fp + fn, 1), 1.0).mean(axis=1)
-    truth = (tp + fn).sum(axis=1).astype(np.int64)
-    return ImageScores(np.asarray(slices.patient_id).astype(str), truth, dice, jaccard)
 
 
 def _expected(run_dir: Path) -> tuple[dict[str, float], int | None]:
@@ -153,48 +114,6 @@ def _check_against_metrics(scores: ImageScores, run_dir: Path, source: str) -> N
             raise ValueError(
                 f"{source}: mean {metric} {got:.6f} differs from metrics.json's best {value:.6f}; {advice}"
             )
-
-
-def write_scores(scores: ImageScores, path: str | Path) -> None:
-    """Write per-image scores as CSV, through a temporary name."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["image", "patient_id", "truth_pixels", "dice", "jaccard"])
-    rows = zip(scores.patient_id, scores.truth_pixels, scores.dice, scores.jaccard, strict=True)
-    for i, (pid, t, d, j) in enumerate(rows):
-        writer.writerow([i, pid, int(t), repr(float(d)), repr(float(j))])
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
-
-
-def read_scores(path: str | Path) -> ImageScores:
-    """Read a ``val_scores.csv``; a malformed file is an error that names it and the line."""
-    path = Path(path)
-    pids, truth, dice, jaccard = [], [], [], []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        columns = ("patient_id", "truth_pixels", "dice", "jaccard")
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (delete the file to rescore the run)")
-        for line, row in enumerate(reader, start=2):
-            try:
-                t, d, j = int(row["truth_pixels"]), float(row["dice"]), float(row["jaccard"])
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}:{line}: truth_pixels must be an integer, dice and jaccard numbers") from None
-            if not (0.0 <= d <= 1.0 and 0.0 <= j <= 1.0):
-                raise ValueError(f"{path}:{line}: scores must lie in [0, 1], got dice={d}, jaccard={j}")
-            if t < 0:
-                raise ValueError(f"{path}:{line}: truth_pixels must not be negative, got {t}")
-            pids.append(row["patient_id"])
-            truth.append(t)
-            dice.append(d)
-            jaccard.append(j)
-    if not pids:
-        raise ValueError(f"{path}: no images")
-    return ImageScores(np.array(pids), np.array(truth, dtype=np.int64), np.array(dice), np.array(jaccard))
 
 
 def run_scores(run_dir: str | Path, loaded: dict | None = None) -> ImageScores:

@@ -1,4 +1,4 @@
-"""Training and evaluation: the library behind ``jnet train``, ``jnet evaluate`` and ``jnet demo``.
+"""The training loop behind ``jnet train``, ``jnet sweep`` and ``jnet demo``.
 
 The network reads images down-sampled to ``input_size``; every output scale is trained
 against the full-resolution mask resized to that scale (:class:`jnet.losses.MultiScaleLoss`),
@@ -25,7 +25,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,231 +33,18 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from jnet._options import check_option
-from jnet.checkpoint import read_checkpoint, save_checkpoint
 from jnet.data.augment import AugmentConfig
 from jnet.data.dataset import SliceBatches, SliceDataset
-from jnet.data.prepare import SliceData, downsample, kfold_split, patient_split, save_split
+from jnet.data.prepare import SliceData, downsample, save_split
+from jnet.io import write_text
 from jnet.losses import MultiScaleLoss
-from jnet.metrics import SegmentationMetrics, logits_to_labels, upsample_labels, upsample_logits
-from jnet.model import JNet
+from jnet.metrics import SegmentationMetrics
+from jnet.training.checkpoint import read_checkpoint, save_checkpoint
+from jnet.training.config import TrainConfig
+from jnet.training.evaluate import evaluate_counts, metrics_from_counts
+from jnet.training.splits import load_training_data, make_split
 
 log = logging.getLogger(__name__)
-
-SCHEDULES = ("onecycle", "cosine", "constant")
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a training run; written to the run directory as ``config.yaml``.
-
-    ``num_classes=None`` takes ``K`` from the data: 1 (sigmoid) for one foreground class,
-    else the number of foreground classes + 1 (softmax with background).
-    """
-
-    # data
-    data: str = "synthetic"
-    data_options: dict[str, Any] = field(default_factory=dict)
-    cache_dir: str | None = None
-    val_fraction: float = 0.2
-    folds: int | None = None
-    fold: int = 0
-    split_file: str | None = None
-    # model
-    model: str = "elunet"
-    width: int | None = None
-    head: str = "jnet"
-    head_options: dict[str, Any] = field(default_factory=dict)
-    input_size: int = 16
-    output_size: int = 256
-    num_classes: int | None = None
-    downsample_mode: str = "area"
-    # loss
-    loss: str = "dice_ce"
-    loss_weights: str | list[float] | None = None
-    target_resize: str = "nearest"
-    # optimisation
-    epochs: int = 20
-    batch_size: int = 16
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    schedule: str = "onecycle"
-    augment: bool = False
-    seed: int = 0
-    # hardware
-    device: str = "auto"
-    threads: int | None = None
-    amp: bool = True
-
-    def __post_init__(self) -> None:
-        check_option("schedule", self.schedule, SCHEDULES)
-        check_option("device", self.device, ("auto", "cpu", "cuda"))
-        for name in ("epochs", "batch_size", "input_size", "output_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.output_size < self.input_size:
-            raise ValueError(f"output_size {self.output_size} is smaller than input_size {self.input_size}")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
-        """Build from a dict (e.g. a YAML file); unknown keys raise a ValueError naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"{source}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-        return cls(**values)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> TrainConfig:
-        """Read a ``config.yaml`` (as written into every run directory)."""
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such config file")
-        values = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: a config file must hold a mapping of settings")
-        return cls.from_dict(values, str(path))
-
-    def to_yaml(self) -> str:
-        """The config as YAML text."""
-        import yaml
-
-        return yaml.safe_dump(asdict(self), sort_keys=False)
-
-    def model_num_classes(self, n_foreground: int) -> int:
-        """``K`` for data with ``n_foreground`` foreground classes."""
-        return self.num_classes if self.num_classes is not None else (1 if n_foreground == 1 else n_foreground + 1)
-
-    def build_model(self, in_channels: int, num_classes: int) -> JNet:
-        """The model this config describes."""
-        options = {} if self.width is None else {"width": self.width}
-        return JNet(
-            self.model,
-            num_classes,
-            self.input_size,
-            self.output_size,
-            head=self.head,
-            in_channels=in_channels,
-            backbone_options=options,
-            head_options=self.head_options,
-            downsample_mode=self.downsample_mode,
-        )
-
-
-# ------------------------------------------------------------------------------------------
-# evaluation
-# ------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def evaluate(
-    model: JNet,
-    inputs: torch.Tensor,
-    masks: torch.Tensor,
-    batch_size: int = 64,
-    class_names: list[str] | None = None,
-) -> dict[str, Any]:
-    """Dice and Jaccard at the masks' full resolution, and (labelled) at the input resolution.
-
-    A prediction smaller than the masks (the ``none`` head) is up-sampled as bilinear logits.
-    The input-resolution score compares the base prediction ``y0`` with nearest-down-sampled
-    masks: the way the paper appears to score its baselines.
-
-    Args:
-        model: the model; put in eval mode here.
-        inputs: ``(N, C, h, w)`` network inputs.
-        masks: ``(N, H, W)`` full-resolution labels.
-        batch_size: images per forward pass.
-        class_names: names of the foreground classes, for the per-class entries.
-    """
-    full, low = _evaluate_counts(model, inputs, masks, batch_size, class_names)
-    return _metrics_dict(full, low, tuple(masks.shape[-2:]), model.input_size)
-
-
-@torch.no_grad()
-def _evaluate_counts(
-    model: JNet, inputs: torch.Tensor, masks: torch.Tensor, batch_size: int, class_names: list[str] | None
-) -> tuple[SegmentationMetrics, SegmentationMetrics]:
-    model.eval()
-    device = next(model.parameters()).device
-    k = model.num_classes
-    names = class_names if class_names is not None and len(class_names) == (1 if k == 1 else k - 1) else None
-    full, low = SegmentationMetrics(k, names), SegmentationMetrics(k, names)
-    size = tuple(masks.shape[-2:])
-    return_all, model.return_all = model.return_all, True
-    try:
-        for i in range(0, len(inputs), batch_size):
-            x, y = inputs[i : i + batch_size].to(device), masks[i : i + batch_size].long().to(device)
-            outs = model(x)  # [(B, K, h, w), ..., (B, K, S, S)]
-            final = outs[-1].float()
-            if tuple(final.shape[-2:]) != size:
-                final = upsample_logits(final, size)
-            full.update(logits_to_labels(final), y)
-            low.update(logits_to_labels(outs[0].float()), upsample_labels(y, tuple(outs[0].shape[-2:])))
-    finally:
-        model.return_all = return_all
-    return full, low
-
-
-def _metrics_dict(
-    full: SegmentationMetrics, low: SegmentationMetrics, size: tuple[int, ...], input_size: tuple[int, int]
-) -> dict[str, Any]:
-    result = full.compute()
-    result["resolution"] = list(size)
-    low_res = low.compute()
-    result["input_resolution"] = {
-        "resolution": list(input_size),
-        "mean_dice": low_res["mean_dice"],
-        "mean_jaccard": low_res["mean_jaccard"],
-        "dice": low_res["dice"],
-        "jaccard": low_res["jaccard"],
-        "note": "base prediction against nearest-down-sampled ground truth (paper-style), not comparable",
-    }
-    return result
-
-
-# ------------------------------------------------------------------------------------------
-# data and split
-# ------------------------------------------------------------------------------------------
-
-
-def load_training_data(config: TrainConfig) -> SliceData:
-    """The slices ``config.data`` points at, at ``output_size`` (prepared once if ``cache_dir``)."""
-    from jnet.data.cache import cached_load
-    from jnet.data.sources import load_data
-
-    options = {"size": config.output_size, **config.data_options}
-    if config.cache_dir:
-        return cached_load(config.data, config.cache_dir, **options)
-    return load_data(config.data, **options)
-
-
-def make_split(config: TrainConfig, patient_id: np.ndarray) -> dict[str, Any]:
-    """The patient split: a saved ``split_file``, a k-fold fold, or a seeded fraction."""
-    if config.split_file:
-        path = Path(config.split_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such split file")
-        split = json.loads(path.read_text())
-        if not isinstance(split, dict) or "train" not in split or "val" not in split:
-            raise ValueError(f"{path}: a split file needs 'train' and 'val' lists of patient ids")
-        known = set(np.unique(patient_id).astype(str))
-        missing = sorted((set(split["train"]) | set(split["val"])) - known)
-        if missing:
-            raise ValueError(f"{path}: patients not in the data: {', '.join(missing[:5])}")
-        if set(split["train"]) & set(split["val"]):
-            raise ValueError(f"{path}: train and val share patients")
-        return split
-    if config.folds:
-        return kfold_split(patient_id, config.folds, config.fold, config.seed)
-    return patient_split(patient_id, config.val_fraction, config.seed)
-
-
-# ------------------------------------------------------------------------------------------
-# training
-# ------------------------------------------------------------------------------------------
 
 
 def _device(config: TrainConfig) -> torch.device:
@@ -277,12 +64,6 @@ def _scheduler(config: TrainConfig, opt: torch.optim.Optimizer, steps: int) -> t
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _history_csv(history: list[dict[str, Any]]) -> str:
@@ -398,7 +179,7 @@ def fit(
     elif writer:
         assert out is not None
         out.mkdir(parents=True, exist_ok=True)
-        _write_text(out / "config.yaml", config.to_yaml())
+        write_text(out / "config.yaml", config.to_yaml())
         save_split(split, out / "split.json")
 
     metrics: dict[str, Any] = dict(last["final"]) if last is not None else {}
@@ -427,14 +208,14 @@ def fit(
                 on_batch(i, steps, total / seen, seen * world / (time.perf_counter() - t0))
         train_s = time.perf_counter() - t0
         elapsed += train_s
-        full, low = _evaluate_counts(model, x_val_rank, y_val_rank, 64, val.class_names)
+        full, low = evaluate_counts(model, x_val_rank, y_val_rank, 64, val.class_names)
         train_loss = total / seen
         if distributed:
             full, low = _gather_counts(full), _gather_counts(low)
             loss_t = torch.tensor([train_loss], dtype=torch.float64)
             dist.all_reduce(loss_t)
             train_loss = float(loss_t) / world
-        metrics = _metrics_dict(full, low, tuple(y_val.shape[-2:]), model.input_size)
+        metrics = metrics_from_counts(full, low, tuple(y_val.shape[-2:]), model.input_size)
         row = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -464,7 +245,7 @@ def fit(
                 optimizer=opt.state_dict(), scheduler=sched.state_dict(), scaler=scaler.state_dict(),
                 history=history, best=best, final=metrics, train_seconds=elapsed,
             )  # fmt: skip
-            _write_text(out / "history.csv", _history_csv(history))
+            write_text(out / "history.csv", _history_csv(history))
         if on_epoch is not None and rank == 0:
             on_epoch(row)
 
@@ -483,7 +264,7 @@ def fit(
     }
     if writer:
         assert out is not None
-        _write_text(out / "metrics.json", json.dumps({k: v for k, v in result.items() if k != "history"}, indent=1))
+        write_text(out / "metrics.json", json.dumps({k: v for k, v in result.items() if k != "history"}, indent=1))
     return result
 
 
@@ -521,78 +302,6 @@ def train(
     finally:
         if started:
             dist.destroy_process_group()
-
-
-def evaluate_checkpoint(
-    checkpoint: str | Path,
-    data: str | None = None,
-    split: str = "val",
-    data_options: dict[str, Any] | None = None,
-    split_file: str | Path | None = None,
-) -> dict[str, Any]:
-    """Score a checkpoint at full resolution (and, labelled, at input resolution).
-
-    Args:
-        checkpoint: a ``checkpoint_*.pt``.
-        data: a data spec; default: the one the checkpoint was trained on.
-        split: ``"val"`` (the validation patients of the run's ``split.json``, next to the
-            checkpoint or given as ``split_file``) or ``"all"``.
-        data_options: reader options; default: the training run's.
-        split_file: the split to use for ``"val"``.
-
-    Returns:
-        The metrics (``dice``, ``jaccard`` per class, ``mean_dice``, ``mean_jaccard``,
-        global variants, ``resolution``, ``n_images``, ``input_resolution``) plus
-        ``checkpoint``, ``data`` and ``split``.
-    """
-    model, trained, slices = checkpoint_data(checkpoint, data, split, data_options, split_file)
-    inputs = downsample(slices.images, model.image_size[0], trained.downsample_mode)
-    result = evaluate(model, inputs, torch.from_numpy(slices.masks), class_names=slices.class_names)
-    return {**result, "checkpoint": str(checkpoint), "data": trained.data, "split": split}
-
-
-def checkpoint_data(
-    checkpoint: str | Path,
-    data: str | None = None,
-    split: str = "val",
-    data_options: dict[str, Any] | None = None,
-    split_file: str | Path | None = None,
-    loaded: dict[tuple[str, str], SliceData] | None = None,
-) -> tuple[JNet, TrainConfig, SliceData]:
-    """A checkpoint's model (eval mode), its training config and the slices to score it on.
-
-    The arguments are those of :func:`evaluate_checkpoint`; the returned config's ``data`` and
-    ``data_options`` are the ones used. ``loaded`` caches the data between calls (keyed by
-    data spec and reader options), for scoring many checkpoints of one study.
-    """
-    from jnet.checkpoint import load_checkpoint
-
-    check_option("split", split, ("val", "all"))
-    model, ckpt = load_checkpoint(checkpoint)
-    trained = TrainConfig.from_dict(ckpt.get("train_config", {}), str(checkpoint))
-    spec = data or trained.data
-    options = dict(trained.data_options if data_options is None else data_options)
-    config = dataclasses.replace(trained, data=spec, data_options=options, cache_dir=None)
-    key = (spec, json.dumps({"size": config.output_size, **options}, sort_keys=True, default=str))
-    if loaded is not None and key in loaded:
-        slices = loaded[key]
-    else:
-        slices = load_training_data(config)
-        if loaded is not None:
-            loaded[key] = slices
-    if split == "val":
-        path = Path(split_file) if split_file else Path(checkpoint).with_name("split.json")
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no split.json for --split val (give --split all or a split file)")
-        chosen = json.loads(path.read_text())["val"]
-        slices = slices.subset(np.isin(slices.patient_id, chosen))
-        if len(slices) == 0:
-            raise ValueError(f"none of the validation patients of {path} are in {spec}")
-    if slices.images.shape[1] != model.config["in_channels"]:
-        raise ValueError(
-            f"{spec} has {slices.images.shape[1]} channel(s) but the model expects {model.config['in_channels']}"
-        )
-    return model, config, slices
 
 
 def benchmark_training(config: TrainConfig, data: SliceData, epochs: int = 3) -> dict[str, Any]:

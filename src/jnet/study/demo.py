@@ -20,7 +20,10 @@ from jnet._options import check_option
 from jnet.data.prepare import SliceData, normalize_slices
 from jnet.data.synthetic import make_synthetic
 from jnet.heads import list_heads
-from jnet.train import TrainConfig, fit
+from jnet.io import write_text
+from jnet.study.figures import ExampleRow, example_figure
+from jnet.training.config import TrainConfig
+from jnet.training.trainer import fit
 
 HEADS = ("none", "interp", "jnet")
 log = logging.getLogger(__name__)
@@ -65,8 +68,7 @@ def run_demo(
         run_dir = None if out is None else out / f"elunet_{head}_16"
         results[head] = fit(config, data, run_dir)
     if out is not None:
-        (out / "results.json.tmp").write_text(json.dumps(results, indent=1))
-        (out / "results.json.tmp").replace(out / "results.json")
+        write_text(out / "results.json", json.dumps(results, indent=1))
         figure = _figure(data, results, out, list(heads))
         if figure is None:
             log.warning("no figure: matplotlib is not installed (pip install 'jnet[plot]')")
@@ -93,8 +95,6 @@ def format_table(results: dict[str, Any]) -> str:
 
 def _figure(data: SliceData, results: dict[str, Any], out: Path, heads: list[str]) -> Path | None:
     """Image and truth at 256 and 16, and each head's prediction, for three validation slices."""
-    from jnet.sweep import ExampleRow, example_figure
-
     split = json.loads((out / f"elunet_{heads[0]}_16" / "split.json").read_text())
     val = data.subset(np.isin(data.patient_id, split["val"]))
     lesion = np.flatnonzero(val.masks.reshape(len(val), -1).sum(1) > 0)

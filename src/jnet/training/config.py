@@ -1,0 +1,115 @@
+"""The settings of a training run: one dataclass, read from YAML, overridden by flags, saved with the run."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jnet._options import check_option
+from jnet.model import JNet
+
+SCHEDULES = ("onecycle", "cosine", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; written to the run directory as ``config.yaml``.
+
+    ``num_classes=None`` takes ``K`` from the data: 1 (sigmoid) for one foreground class,
+    else the number of foreground classes + 1 (softmax with background).
+    """
+
+    # data
+    data: str = "synthetic"
+    data_options: dict[str, Any] = field(default_factory=dict)
+    cache_dir: str | None = None
+    val_fraction: float = 0.2
+    folds: int | None = None
+    fold: int = 0
+    split_file: str | None = None
+    # model
+    model: str = "elunet"
+    width: int | None = None
+    head: str = "jnet"
+    head_options: dict[str, Any] = field(default_factory=dict)
+    input_size: int = 16
+    output_size: int = 256
+    num_classes: int | None = None
+    downsample_mode: str = "area"
+    # loss
+    loss: str = "dice_ce"
+    loss_weights: str | list[float] | None = None
+    target_resize: str = "nearest"
+    # optimisation
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    schedule: str = "onecycle"
+    augment: bool = False
+    seed: int = 0
+    # hardware
+    device: str = "auto"
+    threads: int | None = None
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        check_option("schedule", self.schedule, SCHEDULES)
+        check_option("device", self.device, ("auto", "cpu", "cuda"))
+        for name in ("epochs", "batch_size", "input_size", "output_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.output_size < self.input_size:
+            raise ValueError(f"output_size {self.output_size} is smaller than input_size {self.input_size}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Build from a dict (e.g. a YAML file); unknown keys raise a ValueError naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"{source}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        """Read a ``config.yaml`` (as written into every run directory)."""
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such config file")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: a config file must hold a mapping of settings")
+        return cls.from_dict(values, str(path))
+
+    def to_yaml(self) -> str:
+        """The config as YAML text."""
+        import yaml
+
+        return yaml.safe_dump(asdict(self), sort_keys=False)
+
+    def model_num_classes(self, n_foreground: int) -> int:
+        """``K`` for data with ``n_foreground`` foreground classes."""
+        return self.num_classes if self.num_classes is not None else (1 if n_foreground == 1 else n_foreground + 1)
+
+    def model_config(self, in_channels: int, num_classes: int) -> dict[str, Any]:
+        """The :class:`jnet.JNet` arguments this config describes, for data with ``in_channels`` channels."""
+        return {
+            "backbone": self.model,
+            "num_classes": num_classes,
+            "input_size": self.input_size,
+            "output_size": self.output_size,
+            "head": self.head,
+            "in_channels": in_channels,
+            "backbone_options": {} if self.width is None else {"width": self.width},
+            "head_options": dict(self.head_options),
+            "downsample_mode": self.downsample_mode,
+        }
+
+    def build_model(self, in_channels: int, num_classes: int) -> JNet:
+        """The model this config describes (:meth:`jnet.JNet.from_config` of :meth:`model_config`)."""
+        return JNet.from_config(self.model_config(in_channels, num_classes))

@@ -1,0 +1,162 @@
+"""Scoring a model at the masks' full resolution: means, per-image scores, checkpoints.
+
+:func:`evaluate` gives the mean Dice and Jaccard at full resolution (and, labelled, at the
+input resolution, the way the paper appears to score its baselines); :func:`image_scores`
+gives each image's scores, which a run keeps in ``val_scores.csv`` (:data:`SCORES_FILE`) so
+that two runs can later be compared on the same slices without their checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from jnet._options import check_option
+from jnet.data.prepare import SliceData, downsample
+from jnet.metrics import SegmentationMetrics, logits_to_labels, upsample_labels, upsample_logits
+from jnet.model import JNet
+from jnet.training.checkpoint import load_checkpoint
+from jnet.training.config import TrainConfig
+from jnet.training.splits import load_training_data
+
+
+@torch.no_grad()
+def evaluate(
+    model: JNet,
+    inputs: torch.Tensor,
+    masks: torch.Tensor,
+    batch_size: int = 64,
+    class_names: list[str] | None = None,
+) -> dict[str, Any]:
+    """Dice and Jaccard at the masks' full resolution, and (labelled) at the input resolution.
+
+    A prediction smaller than the masks (the ``none`` head) is up-sampled as bilinear logits.
+    The input-resolution score compares the base prediction ``y0`` with nearest-down-sampled
+    masks: the way the paper appears to score its baselines.
+
+    Args:
+        model: the model; put in eval mode here.
+        inputs: ``(N, C, h, w)`` network inputs.
+        masks: ``(N, H, W)`` full-resolution labels.
+        batch_size: images per forward pass.
+        class_names: names of the foreground classes, for the per-class entries.
+    """
+    full, low = evaluate_counts(model, inputs, masks, batch_size, class_names)
+    return metrics_from_counts(full, low, tuple(masks.shape[-2:]), model.input_size)
+
+
+@torch.no_grad()
+def evaluate_counts(
+    model: JNet, inputs: torch.Tensor, masks: torch.Tensor, batch_size: int, class_names: list[str] | None
+) -> tuple[SegmentationMetrics, SegmentationMetrics]:
+    model.eval()
+    device = next(model.parameters()).device
+    k = model.num_classes
+    names = class_names if class_names is not None and len(class_names) == (1 if k == 1 else k - 1) else None
+    full, low = SegmentationMetrics(k, names), SegmentationMetrics(k, names)
+    size = tuple(masks.shape[-2:])
+    return_all, model.return_all = model.return_all, True
+    try:
+        for i in range(0, len(inputs), batch_size):
+            x, y = inputs[i : i + batch_size].to(device), masks[i : i + batch_size].long().to(device)
+            outs = model(x)  # [(B, K, h, w), ..., (B, K, S, S)]
+            final = outs[-1].float()
+            if tuple(final.shape[-2:]) != size:
+                final = upsample_logits(final, size)
+            full.update(logits_to_labels(final), y)
+            low.update(logits_to_labels(outs[0].float()), upsample_labels(y, tuple(outs[0].shape[-2:])))
+    finally:
+        model.return_all = return_all
+    return full, low
+
+
+def metrics_from_counts(
+    full: SegmentationMetrics, low: SegmentationMetrics, size: tuple[int, ...], input_size: tuple[int, int]
+) -> dict[str, Any]:
+    result = full.compute()
+    result["resolution"] = list(size)
+    low_res = low.compute()
+    result["input_resolution"] = {
+        "resolution": list(input_size),
+        "mean_dice": low_res["mean_dice"],
+        "mean_jaccard": low_res["mean_jaccard"],
+        "dice": low_res["dice"],
+        "jaccard": low_res["jaccard"],
+        "note": "base prediction against nearest-down-sampled ground truth (paper-style), not comparable",
+    }
+    return result
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str | None = None,
+    split: str = "val",
+    data_options: dict[str, Any] | None = None,
+    split_file: str | Path | None = None,
+) -> dict[str, Any]:
+    """Score a checkpoint at full resolution (and, labelled, at input resolution).
+
+    Args:
+        checkpoint: a ``checkpoint_*.pt``.
+        data: a data spec; default: the one the checkpoint was trained on.
+        split: ``"val"`` (the validation patients of the run's ``split.json``, next to the
+            checkpoint or given as ``split_file``) or ``"all"``.
+        data_options: reader options; default: the training run's.
+        split_file: the split to use for ``"val"``.
+
+    Returns:
+        The metrics (``dice``, ``jaccard`` per class, ``mean_dice``, ``mean_jaccard``,
+        global variants, ``resolution``, ``n_images``, ``input_resolution``) plus
+        ``checkpoint``, ``data`` and ``split``.
+    """
+    model, trained, slices = checkpoint_data(checkpoint, data, split, data_options, split_file)
+    inputs = downsample(slices.images, model.image_size[0], trained.downsample_mode)
+    result = evaluate(model, inputs, torch.from_numpy(slices.masks), class_names=slices.class_names)
+    return {**result, "checkpoint": str(checkpoint), "data": trained.data, "split": split}
+
+
+def checkpoint_data(
+    checkpoint: str | Path,
+    data: str | None = None,
+    split: str = "val",
+    data_options: dict[str, Any] | None = None,
+    split_file: str | Path | None = None,
+    loaded: dict[tuple[str, str], SliceData] | None = None,
+) -> tuple[JNet, TrainConfig, SliceData]:
+    """A checkpoint's model (eval mode), its training config and the slices to score it on.
+
+    The arguments are those of :func:`evaluate_checkpoint`; the returned config's ``data`` and
+    ``data_options`` are the ones used. ``loaded`` caches the data between calls (keyed by
+    data spec and reader options), for scoring many checkpoints of one study.
+    """
+    check_option("split", split, ("val", "all"))
+    model, ckpt = load_checkpoint(checkpoint)
+    trained = TrainConfig.from_dict(ckpt.get("train_config", {}), str(checkpoint))
+    spec = data or trained.data
+    options = dict(trained.data_options if data_options is None else data_options)
+    config = dataclasses.replace(trained, data=spec, data_options=options, cache_dir=None)
+    key = (spec, json.dumps({"size": config.output_size, **options}, sort_keys=True, default=str))
+    if loaded is not None and key in loaded:
+        slices = loaded[key]
+    else:
+        slices = load_training_data(config)
+        if loaded is not None:
+            loaded[key] = slices
+    if split == "val":
+        path = Path(split_file) if split_file else Path(checkpoint).with_name("split.json")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no split.json for --split val (give --split all or a split file)")
+        chosen = json.loads(path.read_text())["val"]
+        slices = slices.subset(np.isin(slices.patient_id, chosen))
+        if len(slices) == 0:
+            raise ValueError(f"none of the validation patients of {path} are in {spec}")
+    if slices.images.shape[1] != model.config["in_channels"]:
+        raise ValueError(
+            f"{spec} has {slices.images.shape[1]} channel(s) but the model expects {model.config['in_channels']}"
+        )
+    return model, config, slices
