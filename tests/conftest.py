@@ -7,6 +7,9 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+# a script for torchrun (tests/test_train.py), not a test module: --doctest-modules must not import it
+collect_ignore = ["ddp_worker.py"]
+
 
 @pytest.fixture(autouse=True)
 def _restore_torch_threads() -> Iterator[None]:

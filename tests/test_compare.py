@@ -16,6 +16,7 @@ from jnet.data.sources import load_data
 from jnet.study.compare import (
     compare,
     format_markdown,
+    load_pairs,
     paired_difference,
     parse_spec,
     run_scores,
@@ -387,3 +388,35 @@ def test_cli_compare_json_or_markdown_not_both(swept, capsys) -> None:
     with pytest.raises(SystemExit):
         main(["compare", "--results", str(swept), "--pair", "unet+jnet@16", "unet+none@16", "--json", "--markdown"])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_load_pairs_reads_the_compare_section(tmp_path: Path) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text("compare:\n  size_bins: [1000, 2500]\n  pairs:\n    - [elunet+jnet@16, elunet+none@16/s1+s2]\n")
+    assert load_pairs(path) == ([("elunet+jnet@16", "elunet+none@16/s1+s2")], [1000, 2500])
+    path.write_text("compare:\n  pairs: [[a@16, b@16]]\n")
+    assert load_pairs(path) == ([("a@16", "b@16")], None)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("base: {}\n", "no 'compare:' section"),
+        ("compare: {pairs: [[a@16, b@16]], bins: [1]}\n", r"compare: unknown key\(s\) bins"),
+        ("compare: {pairs: []}\n", "pairs must be a non-empty list"),
+        ("compare: {pairs: [[a@16]]}\n", r"pairs\[0\] must be \[A, B\]"),
+        ("compare: {pairs: [[a@16, b]]}\n", "b"),
+        ("compare: {pairs: [[a@16, b@16]], size_bins: [0]}\n", "size_bins must be a list of positive pixel counts"),
+    ],
+)
+def test_load_pairs_refuses_bad_sections(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_pairs(path)
+
+
+def test_the_study_file_holds_the_28_pairs() -> None:
+    root = Path(__file__).resolve().parents[1]
+    pairs, bins = load_pairs(root / "configs" / "study_lgg.yaml")
+    assert (len(pairs), bins, pairs[0]) == (28, [1000, 2500], ("elunet+jnet@16", "elunet+none@16"))

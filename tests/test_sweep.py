@@ -265,11 +265,9 @@ def test_grid_lists_variants_and_names() -> None:
     assert names[:4] == ["elunet_none_r16_s0", "elunet_none_r16_s1", "elunet_none_r32_s0", "elunet_none_r32_s1"]
     assert "unet_jnet_r16_s0_head_options-init=default" in names
     # a variant crosses every input size and seed the grid uses, unless it gives its own
-    assert [n for n in names if n.startswith("final-loss")] == [
-        f"final-loss_r{r}_s{s}" for r in (16, 32) for s in (0, 1)
-    ]
-    assert [n for n in names if n.startswith("area")] == ["area_r16_s5"]
-    area = sweep.runs[names.index("area_r16_s5")]
+    assert [n for n in names if "final-loss" in n] == [f"elunet_final-loss_r{r}_s{s}" for r in (16, 32) for s in (0, 1)]
+    assert [n for n in names if "_area_" in n] == ["elunet_area_r16_s5"]
+    area = sweep.runs[names.index("elunet_area_r16_s5")]
     assert (area.variant, area.method, area.config.target_resize, area.config.head) == (
         "area", "elunet+jnet+area", "area", "jnet"
     )  # fmt: skip
@@ -299,7 +297,7 @@ def test_grid_lists_variants_and_names() -> None:
             r"figure: unknown method 'elunet\+bogus'; valid choices: 'elunet\+jnet'",
         ),
         ({"figure": {"rows": 3}}, r"figure: unknown key\(s\) rows"),
-        ({"runs": 3}, r"sweep config: unknown key\(s\) runs; valid: base, grid, variants, figure"),
+        ({"runs": 3}, r"sweep config: unknown key\(s\) runs; valid: base, grid, variants, figure, compare, latency"),
     ],
 )
 def test_bad_sweep_files_name_the_problem(spec: dict, message: str) -> None:
@@ -396,3 +394,12 @@ def test_last_epoch_score_is_the_final_not_the_best(swept) -> None:
     row = result_row(run, metrics)
     assert row["final_mean_jaccard"] == 0.125 and row["mean_jaccard"] == metrics["best"]["mean_jaccard"]
     assert "| Jacc. last epoch |" in format_markdown(summarize([row]))
+
+
+def test_variant_folder_without_the_backbone_is_refused_not_retrained(tmp_path) -> None:
+    """Variant folders were once named without their backbone; such a folder must not be silently trained again."""
+    spec = {"base": {"epochs": 1}, "grid": {"head": ["jnet"]}, "variants": {"final-loss": {"loss_weights": "final"}}}
+    (tmp_path / "final-loss_r16_s0").mkdir()
+    with pytest.raises(ValueError, match=r"final-loss_r16_s0 is a variant run named without its backbone.*mv .*"
+                       r"elunet_final-loss_r16_s0"):  # fmt: skip
+        run_sweep(spec, tmp_path)

@@ -1,7 +1,6 @@
 """jnet: low-resolution input, high-resolution mask segmentation for cheap hardware (J-Net)."""
 
-__version__ = "0.1.0"  # before the imports: submodules read it
-
+from jnet._version import __version__
 from jnet.heads import create_head, list_heads
 from jnet.model import JNet
 from jnet.models import create_model, list_models, register_model

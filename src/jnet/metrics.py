@@ -64,6 +64,7 @@ import torch
 import torch.nn.functional as F
 
 from jnet._options import check_option, to_size
+from jnet.resize import downsample_image
 
 __all__ = [
     "SegmentationMetrics",
@@ -447,8 +448,6 @@ def low_resolution_oracle(
     Returns:
         :meth:`SegmentationMetrics.compute` of those predictions against ``masks``.
     """
-    from jnet.resize import downsample_image
-
     y = torch.as_tensor(np.asarray(masks)).long()
     metrics = SegmentationMetrics(num_classes, class_names)
     size = tuple(y.shape[-2:])

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jnet import __version__
+from jnet._version import __version__
 
 if TYPE_CHECKING:
     from jnet.training.config import TrainConfig

@@ -208,6 +208,54 @@ def _check_modalities(modalities: Sequence[int] | None) -> list[int] | None:
     return [int(m) for m in chosen]
 
 
+def _read_case(
+    case: str,
+    image_path: Path,
+    label_path: Path,
+    chosen: list[int] | None,
+    modality_names: dict[int, str] | None,
+    declared: dict[int, str],
+    table: np.ndarray,
+    json_path: Path,
+) -> tuple[np.ndarray, list[tuple[np.ndarray, str]]]:
+    """One case's labels mapped through ``table``, and its chosen channels with their names; checked."""
+    allowed = set(declared) | {0}
+    image, image_affine = read_volume(image_path)
+    label, label_affine = read_volume(label_path, labels=True)
+    if image.ndim not in (3, 4):
+        raise ValueError(f"{image_path}: expected a 3D (X, Y, Z) or 4D (X, Y, Z, M) image, got shape {image.shape}")
+    if label.ndim != 3:
+        raise ValueError(f"{label_path}: expected a 3D (X, Y, Z) label map, got shape {label.shape}")
+    n_mod = 1 if image.ndim == 3 else image.shape[3]
+    names = modality_names if modality_names is not None else {m: f"modality {m}" for m in range(n_mod)}
+    if len(names) != n_mod:
+        raise ValueError(
+            f"{image_path}: holds {n_mod} modalities (shape {image.shape}) but {json_path} declares "
+            f"{len(names)}: {_named(names)}"
+        )
+    picked = list(range(n_mod)) if chosen is None else chosen
+    missing = [m for m in picked if not 0 <= m < n_mod]
+    if missing:
+        raise ValueError(
+            f"case {case}: modality index {missing[0]} does not exist; available: {_named(names)} (from {json_path})"
+        )
+    check_same_grid(
+        case, f"image {image_path}", image.shape, image_affine, f"label {label_path}", label.shape, label_affine
+    )
+    values = label_values(label)
+    bad = [int(v) for v in values if int(v) not in allowed]
+    if bad:
+        raise ValueError(
+            f"case {case}: {label_path} has label values {bad} not declared in {json_path} "
+            f"(declared: {_named(declared)})"
+        )
+    mapped = table[label]
+    channels = [
+        (image if image.ndim == 3 else image[..., m], f"{image_path} [modality {m} {names[m]}]") for m in picked
+    ]
+    return mapped, channels
+
+
 def load_msd(
     root: str | Path,
     *,
@@ -263,46 +311,12 @@ def load_msd(
     json_path = root / "dataset.json"
     declared, modality_names, pairs = _read_dataset_json(root)
     table, class_names = _label_table(declared, label_map, json_path)
-    allowed = set(declared) | {0}
     _check_files(root, pairs)
 
     parts = []
     total: dict[str, int] = {}
     for case, image_path, label_path in pairs:
-        image, image_affine = read_volume(image_path)
-        label, label_affine = read_volume(label_path, labels=True)
-        if image.ndim not in (3, 4):
-            raise ValueError(f"{image_path}: expected a 3D (X, Y, Z) or 4D (X, Y, Z, M) image, got shape {image.shape}")
-        if label.ndim != 3:
-            raise ValueError(f"{label_path}: expected a 3D (X, Y, Z) label map, got shape {label.shape}")
-        n_mod = 1 if image.ndim == 3 else image.shape[3]
-        names = modality_names if modality_names is not None else {m: f"modality {m}" for m in range(n_mod)}
-        if len(names) != n_mod:
-            raise ValueError(
-                f"{image_path}: holds {n_mod} modalities (shape {image.shape}) but {json_path} declares "
-                f"{len(names)}: {_named(names)}"
-            )
-        picked = list(range(n_mod)) if chosen is None else chosen
-        missing = [m for m in picked if not 0 <= m < n_mod]
-        if missing:
-            raise ValueError(
-                f"case {case}: modality index {missing[0]} does not exist; available: {_named(names)} "
-                f"(from {json_path})"
-            )
-        check_same_grid(
-            case, f"image {image_path}", image.shape, image_affine, f"label {label_path}", label.shape, label_affine
-        )
-        values = label_values(label)
-        bad = [int(v) for v in values if int(v) not in allowed]
-        if bad:
-            raise ValueError(
-                f"case {case}: {label_path} has label values {bad} not declared in {json_path} "
-                f"(declared: {_named(declared)})"
-            )
-        mapped = table[label]
-        channels = [
-            (image if image.ndim == 3 else image[..., m], f"{image_path} [modality {m} {names[m]}]") for m in picked
-        ]
+        mapped, channels = _read_case(case, image_path, label_path, chosen, modality_names, declared, table, json_path)
         images, masks, index, report = case_to_slices(
             channels, mapped, normalize=normalize, size=size, resize=resize, drop_empty=drop_empty
         )

@@ -19,23 +19,37 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from jnet.data.brats import load_brats
+from jnet.data.images import load_image_folder, resize_images, resize_masks
+from jnet.data.msd import load_msd
 from jnet.data.prepare import SliceData, load_npz, normalize_slices
+from jnet.data.synthetic import make_synthetic
+from jnet.registry import Registry
 
 __all__ = ["SOURCE_KINDS", "Source", "load_data", "resolve_source", "source_options"]
 
-SOURCE_KINDS = ("synthetic", "npz", "msd", "images", "brats")
 SYNTHETIC_CLASS_NAMES = ("lesion", "core", "enhancing ring")
 _LOOKED_FOR = (
     "expected 'synthetic', a .npz file, a folder holding dataset.json (Medical Segmentation Decathlon), "
     "a folder holding images/ and masks/ (PNG/TIFF pairs), or a folder of case folders holding "
     "*_seg.nii.gz (BraTS)"
 )
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """A kind of data source: its loader ``load(path, **options)`` (``path`` is ``None`` for
+    synthetic data) and ``options()``, the options it accepts with their defaults."""
+
+    load: Callable[..., SliceData]
+    options: Callable[[], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -68,22 +82,6 @@ def resolve_source(spec: str | os.PathLike) -> Source:
     raise ValueError(f"{path}: cannot tell what this folder holds; {_LOOKED_FOR}")
 
 
-def _loader(kind: str):
-    if kind == "msd":
-        from jnet.data.msd import load_msd
-
-        return load_msd
-    if kind == "brats":
-        from jnet.data.brats import load_brats
-
-        return load_brats
-    if kind == "images":
-        from jnet.data.images import load_image_folder
-
-        return load_image_folder
-    raise ValueError(f"unknown source kind {kind!r}; valid kinds: {', '.join(SOURCE_KINDS)}")
-
-
 def _keyword_defaults(func, skip_first: bool) -> dict[str, Any]:
     params = list(inspect.signature(func).parameters.values())[1 if skip_first else 0 :]
     return {
@@ -95,13 +93,7 @@ def _keyword_defaults(func, skip_first: bool) -> dict[str, Any]:
 
 def source_options(kind: str) -> dict[str, Any]:
     """The options a source kind accepts, with their defaults."""
-    if kind == "synthetic":
-        from jnet.data.synthetic import make_synthetic
-
-        return {**_keyword_defaults(make_synthetic, skip_first=False), "drop_empty": False}
-    if kind == "npz":
-        return {"size": None, "drop_empty": False}
-    return _keyword_defaults(_loader(kind), skip_first=True)
+    return SOURCES.get(kind).options()
 
 
 def check_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -132,11 +124,7 @@ def load_data(spec: str | os.PathLike, **options: Any) -> SliceData:
     """
     source = resolve_source(spec)
     opts = {k: v for k, v in check_options(source.kind, options).items() if k in options}
-    if source.kind == "synthetic":
-        return _load_synthetic(**opts)
-    if source.kind == "npz":
-        return _load_npz(source.path, **opts)  # type: ignore[arg-type]
-    return _loader(source.kind)(source.path, **opts)
+    return SOURCES.get(source.kind).load(source.path, **opts)
 
 
 def _drop_empty(data: SliceData, where: str) -> SliceData:
@@ -146,9 +134,7 @@ def _drop_empty(data: SliceData, where: str) -> SliceData:
     return data.subset(keep)
 
 
-def _load_synthetic(drop_empty: bool = False, **kwargs: Any) -> SliceData:
-    from jnet.data.synthetic import make_synthetic
-
+def _load_synthetic(path: None, drop_empty: bool = False, **kwargs: Any) -> SliceData:
     raw = make_synthetic(**kwargs)
     k = int(kwargs.get("num_lesion_classes", source_options("synthetic")["num_lesion_classes"]))
     names = (
@@ -176,8 +162,6 @@ def _load_npz(path: Path, size: int | None = None, drop_empty: bool = False) -> 
         if "class_names" in archive.files:
             data.class_names = [str(c) for c in np.atleast_1d(archive["class_names"]).tolist()]
     if size is not None and data.images.shape[-2:] != (size, size):
-        from jnet.data.images import resize_images, resize_masks
-
         data = SliceData(
             normalize_slices(resize_images(data.images, size)),
             resize_masks(data.masks, size),
@@ -186,3 +170,14 @@ def _load_npz(path: Path, size: int | None = None, drop_empty: bool = False) -> 
             data.class_names,
         )
     return _drop_empty(data, str(path)) if drop_empty else data
+
+
+SOURCES: Registry[SourceKind] = Registry("data source")
+SOURCES.add(
+    "synthetic", SourceKind(_load_synthetic, lambda: {**_keyword_defaults(make_synthetic, False), "drop_empty": False})
+)
+SOURCES.add("npz", SourceKind(_load_npz, lambda: {"size": None, "drop_empty": False}))
+SOURCES.add("msd", SourceKind(load_msd, lambda: _keyword_defaults(load_msd, skip_first=True)))
+SOURCES.add("images", SourceKind(load_image_folder, lambda: _keyword_defaults(load_image_folder, skip_first=True)))
+SOURCES.add("brats", SourceKind(load_brats, lambda: _keyword_defaults(load_brats, skip_first=True)))
+SOURCE_KINDS = tuple(SOURCES.names())

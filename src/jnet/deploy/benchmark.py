@@ -25,25 +25,25 @@ runner needs between calls.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import statistics
 import tempfile
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from jnet._options import check_option
 from jnet.deploy.export import export_onnx, in_channels, read_metadata
 from jnet.deploy.onnxrt import OnnxRunner, ort_session
 from jnet.deploy.profile import count_macs
 from jnet.deploy.timing import Threads, compare, environment, latency_stats, load_average, matmul_peak, time_calls
 from jnet.model import JNet
+from jnet.registry import Registry
 from jnet.training.checkpoint import load_checkpoint
-
-RUNTIMES = ("torch", "torchscript", "compile", "onnxruntime")
 
 
 class TorchRunner:
@@ -77,8 +77,6 @@ class CompiledTorchRunner(TorchRunner):
         self.runtime = runtime
         with torch.inference_mode(False), torch.no_grad():
             if runtime == "torchscript":
-                import warnings
-
                 with warnings.catch_warnings():  # TorchScript's deprecation notice
                     warnings.simplefilter("ignore")
                     traced = torch.jit.trace(self.model, self.x)
@@ -159,26 +157,47 @@ def make_runner(
     spinning: bool = True,
 ) -> Runner:
     """A runner for ``model`` on ``runtime``; ONNX Runtime uses ``onnx_path`` or an fp32 export into ``workdir``."""
-    check_option("runtime", runtime, RUNTIMES)
+    build = RUNTIMES.get(runtime)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if runtime == "torch":
-        if onnx_path is not None:
-            raise ValueError("an ONNX file runs with --runtime onnxruntime, not torch")
-        if any(p.is_meta for p in model.parameters()):
-            raise ValueError("the torch runtime needs the model's weights: give a checkpoint or a model name")
-        shape = (batch_size, in_channels(model), *model.image_size)
-        return TorchRunner(model, shape, threads)
-    if runtime in ("torchscript", "compile"):
-        if onnx_path is not None:
-            raise ValueError(f"an ONNX file runs with --runtime onnxruntime, not {runtime}")
-        shape = (batch_size, in_channels(model), *model.image_size)
-        return CompiledTorchRunner(model, shape, threads, runtime)
+    shape = (batch_size, in_channels(model), *model.image_size)
     if onnx_path is None:
-        if workdir is None:
-            raise ValueError("exporting for ONNX Runtime needs a working folder")
-        onnx_path = export_onnx(model, Path(workdir) / f"model_{id(model)}.onnx")
+        return build(model, shape, threads, workdir=workdir, optimization=optimization, spinning=spinning)
+    if runtime != "onnxruntime":
+        raise ValueError(f"an ONNX file runs with --runtime onnxruntime, not {runtime}")
     return OnnxRunner(onnx_path, batch_size=batch_size, threads=threads, optimization=optimization, spinning=spinning)
+
+
+def _torch_runner(module: torch.nn.Module, shape: tuple[int, ...], threads: int | None, **_: Any) -> TorchRunner:
+    if any(p.is_meta for p in module.parameters()):
+        raise ValueError("the torch runtime needs the model's weights: give a checkpoint or a model name")
+    return TorchRunner(module, shape, threads)
+
+
+def _compiled_runner(runtime: str) -> Callable[..., Runner]:
+    def build(module: torch.nn.Module, shape: tuple[int, ...], threads: int | None, **_: Any) -> Runner:
+        return CompiledTorchRunner(module, shape, threads, runtime)
+
+    return build
+
+
+def _onnx_runner(
+    module: torch.nn.Module, shape: tuple[int, ...], threads: int | None, *, workdir: Any, optimization: str,
+    spinning: bool,
+) -> OnnxRunner:  # fmt: skip
+    """An fp32 export of ``module`` into ``workdir``, run by ONNX Runtime."""
+    if workdir is None:
+        raise ValueError("exporting for ONNX Runtime needs a working folder")
+    path = export_onnx(module, Path(workdir) / f"model_{id(module)}.onnx", input_shape=(1, *shape[1:]))
+    return OnnxRunner(path, batch_size=shape[0], threads=threads, optimization=optimization, spinning=spinning)
+
+
+#: The runtimes a model is timed on: name -> ``build(module, shape, threads, *, workdir, optimization, spinning)``.
+RUNTIMES: Registry[Callable[..., Runner]] = Registry("runtime")
+RUNTIMES.add("torch", _torch_runner)
+RUNTIMES.add("torchscript", _compiled_runner("torchscript"))
+RUNTIMES.add("compile", _compiled_runner("compile"))
+RUNTIMES.add("onnxruntime", _onnx_runner)
 
 
 def benchmark(
@@ -254,12 +273,8 @@ def _backbone_runner(
 ) -> Runner:
     if any(p.is_meta for p in model.parameters()):
         raise ValueError("timing the backbone alone needs the model's weights (a checkpoint or a model name)")
-    if runtime == "torch":
-        return TorchRunner(model.backbone, shape, threads)
-    if runtime in ("torchscript", "compile"):
-        return CompiledTorchRunner(model.backbone, shape, threads, runtime)
-    path = export_onnx(model.backbone, Path(workdir) / "backbone.onnx", input_shape=(1, *shape[1:]))
-    return OnnxRunner(path, batch_size=shape[0], threads=threads, optimization=optimization, spinning=False)
+    build = RUNTIMES.get(runtime)
+    return build(model.backbone, shape, threads, workdir=workdir, optimization=optimization, spinning=False)
 
 
 def compare_settings(
@@ -309,8 +324,6 @@ def onnx_op_profile(
     times per run), ``by_op`` (``{op type: us}``, largest first) and ``top`` (the ``top``
     slowest nodes: ``name``, ``op``, ``us``, ``output_shape``).
     """
-    import json as _json
-
     with tempfile.TemporaryDirectory() as tmp:
         session = ort_session(path, threads=threads, profile_prefix=str(Path(tmp) / "ort"))
         spec = session.get_inputs()[0]
@@ -318,7 +331,7 @@ def onnx_op_profile(
         x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         for _ in range(runs):
             session.run(None, {spec.name: x})
-        events = _json.loads(Path(session.end_profiling()).read_text())
+        events = json.loads(Path(session.end_profiling()).read_text())
     times: dict[str, list[float]] = {}
     info: dict[str, tuple[str, str]] = {}
     for e in events:

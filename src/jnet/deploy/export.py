@@ -42,9 +42,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from jnet import __version__
 from jnet._options import check_option
+from jnet._version import __version__
 from jnet.data.prepare import downsample
 from jnet.data.sources import load_data
 from jnet.deploy.onnxrt import OnnxRunner, ort_session, require_onnx, run_onnx
@@ -74,8 +75,6 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     every backbone here builds its conv + batch norm + ReLU blocks); the batch norm becomes an
     ``nn.Identity``. The original model is not touched.
     """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
     net = copy.deepcopy(model).eval()
     for module in net.modules():
         if not isinstance(module, nn.Sequential):

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from jnet import __version__
+from jnet._version import __version__
 
 _ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_int8", "amx_bf16")
 

@@ -45,7 +45,7 @@ class ELUNet(Backbone):
 
     Example:
         >>> import torch
-        >>> ELUNet(in_channels=1, num_classes=3, width=4)(torch.zeros(1, 1, 16, 16)).shape
+        >>> ELUNet(in_channels=1, num_classes=3, width=4).eval()(torch.zeros(1, 1, 16, 16)).shape
         torch.Size([1, 3, 16, 16])
     """
 

@@ -48,7 +48,7 @@ def create_model(name: str, in_channels: int = 1, num_classes: int = 1, **option
     Example:
         >>> import torch, jnet
         >>> net = jnet.create_model("unet", in_channels=1, num_classes=2, width=8)
-        >>> net(torch.zeros(1, 1, 16, 16)).shape
+        >>> net.eval()(torch.zeros(1, 1, 16, 16)).shape
         torch.Size([1, 2, 16, 16])
     """
     builder = MODELS.get(name)

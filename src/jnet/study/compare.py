@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from jnet.training.scores import (
     SCORE_METRICS,
@@ -402,3 +403,33 @@ def format_markdown(comparisons: list[Comparison]) -> str:
             ]
             lines.append(f"| `{c.a}` | `{c.b}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def load_pairs(path: str | Path) -> tuple[list[tuple[str, str]], list[int] | None]:
+    """The ``compare:`` section of a study YAML file: its ``pairs`` (``[A, B]`` specs of
+    :func:`parse_spec`) and ``size_bins`` (``None`` if absent)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such study file")
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from None
+    section = spec.get("compare") if isinstance(spec, dict) else None
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: no 'compare:' section with pairs and size_bins")
+    unknown = sorted(set(section) - {"pairs", "size_bins"})
+    if unknown:
+        raise ValueError(f"{path}: compare: unknown key(s) {', '.join(unknown)}; valid: pairs, size_bins")
+    pairs = section.get("pairs")
+    if not isinstance(pairs, list) or not pairs:
+        raise ValueError(f"{path}: compare: pairs must be a non-empty list of [A, B]")
+    for i, pair in enumerate(pairs):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(s, str) for s in pair)):
+            raise ValueError(f"{path}: compare: pairs[{i}] must be [A, B], two configurations, got {pair!r}")
+        for s in pair:
+            parse_spec(s)
+    bins = section.get("size_bins")
+    if bins is not None and not (isinstance(bins, list) and all(isinstance(b, int) and b > 0 for b in bins)):
+        raise ValueError(f"{path}: compare: size_bins must be a list of positive pixel counts, got {bins!r}")
+    return [(a, b) for a, b in pairs], bins

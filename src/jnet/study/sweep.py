@@ -2,7 +2,7 @@
 
 The sweep file
 --------------
-A YAML mapping with up to four keys; any other key is an error.
+A YAML mapping with up to six keys; any other key is an error.
 
 ``base``
     :class:`jnet.train.TrainConfig` settings shared by every run; the others keep their
@@ -17,6 +17,10 @@ A YAML mapping with up to four keys; any other key is an error.
     Named extra runs such as ablations: ``name: {setting: value, ...}``, set over ``base``
     (not over the grid) and crossed with every ``input_size`` and every ``seed`` that the grid
     runs use. A variant may give its own ``input_size`` and ``seed``, as one value or a list.
+``compare``, ``latency``
+    A study's paired comparisons and latency grid, read by ``jnet compare --config`` and
+    ``jnet benchmark --config`` (:func:`jnet.study.compare.load_pairs`,
+    :mod:`jnet.deploy.latency_grid`); the sweep ignores them.
 ``figure``
     The qualitative figure: ``methods`` (the methods drawn, named as in the tables; default:
     the grid's methods, per backbone the ``none`` head first, then ``jnet``, then the rest)
@@ -38,7 +42,8 @@ raise a ValueError that names the file and the run. Relative paths in the settin
 Names
 -----
 A grid run's folder is ``{model}_{head}_r{input_size}_s{seed}``, followed by
-``_{setting}-{value}`` for each other grid axis; a variant's is ``{name}_r{input_size}_s{seed}``.
+``_{setting}-{value}`` for each other grid axis; a variant's is
+``{model}_{name}_r{input_size}_s{seed}``.
 A method, one row of the tables, is ``model+head`` (plus ``+setting=value`` per other grid
 axis) or ``model+head+name`` for a variant; its seeds are aggregated.
 
@@ -79,6 +84,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from jnet._options import check_option
 from jnet.data.prepare import SliceData
@@ -107,7 +113,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SWEEP_KEYS = ("base", "grid", "variants", "figure")
+SWEEP_KEYS = ("base", "grid", "variants", "figure", "compare", "latency")
 FIGURE_KEYS = ("methods", "seed")
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
@@ -213,7 +219,8 @@ def load_sweep(config: str | Path | Mapping[str, Any]) -> Sweep:
         own_seeds = _axis_values(overrides.pop("seed", seeds), "seed", where)
         for size, seed in itertools.product(own_sizes, own_seeds):
             config = TrainConfig.from_dict({**base, **overrides, "input_size": size, "seed": seed}, where)
-            runs.append(SweepRun(f"{key}_r{size}_s{seed}", f"{config.model}+{config.head}+{key}", key, config))
+            name = f"{config.model}_{key}_r{size}_s{seed}"
+            runs.append(SweepRun(name, f"{config.model}+{config.head}+{key}", key, config))
 
     seen: dict[str, int] = {}
     for run in runs:
@@ -232,8 +239,6 @@ def load_sweep(config: str | Path | Mapping[str, Any]) -> Sweep:
 def _read_spec(config: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     if isinstance(config, Mapping):
         return dict(config), "sweep config"
-    import yaml
-
     path = Path(config)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such sweep file")
@@ -368,8 +373,6 @@ def run_sweep(
     out = Path(out_dir)
     _check_existing(sweep, out)
     out.mkdir(parents=True, exist_ok=True)
-    import yaml
-
     write_text(out / "sweep.yaml", yaml.safe_dump(sweep.spec, sort_keys=False))
     cache: dict[str, SliceData] = {}
     rows: list[dict[str, Any]] = []
@@ -397,8 +400,15 @@ def run_sweep(
 
 
 def _check_existing(sweep: Sweep, out: Path) -> None:
-    """Refuse run folders written with other settings than the sweep now gives them."""
+    """Refuse run folders written with other settings than the sweep now gives them, and variant
+    folders named as before jnet 0.1 put the backbone in their names."""
     for run in sweep.runs:
+        legacy = out / run.name.removeprefix(f"{run.config.model}_")
+        if run.variant and legacy.is_dir() and not (out / run.name).exists():
+            raise ValueError(
+                f"{legacy} is a variant run named without its backbone; "
+                f"rename it to keep it: mv {legacy} {out / run.name}"
+            )
         path = out / run.name / "config.yaml"
         if not path.is_file():
             continue

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from jnet import __version__
+from jnet._version import __version__
 from jnet.io import atomic_write
 from jnet.model import JNet
 

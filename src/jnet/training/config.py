@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from jnet._options import check_option
 from jnet.model import JNet
 
@@ -76,8 +78,6 @@ class TrainConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
         """Read a ``config.yaml`` (as written into every run directory)."""
-        import yaml
-
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such config file")
@@ -88,8 +88,6 @@ class TrainConfig:
 
     def to_yaml(self) -> str:
         """The config as YAML text."""
-        import yaml
-
         return yaml.safe_dump(asdict(self), sort_keys=False)
 
     def model_num_classes(self, n_foreground: int) -> int:
