@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from jnet.cli import main
-from jnet.training import TrainConfig, fit, load_training_data
+from jnet.training import SCORES_FILE, TrainConfig, fit, load_training_data, read_scores
 from jnet.training.checkpoint import load_checkpoint, read_checkpoint
 
 TINY = ["--data", "synthetic", "--option", "num_patients=4", "--option", "slices_per_patient=4",
@@ -128,19 +128,7 @@ def test_sigkill_mid_run_then_resume(tmp_path) -> None:
 def test_torchrun_two_processes_on_gloo(tmp_path) -> None:
     run, seen_dir = tmp_path / "ddp", tmp_path / "seen"
     worker = Path(__file__).with_name("ddp_worker.py")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker),
-           str(seen_dir), "train", *TINY, "--epochs", "2", "--threads", "1", "--out", str(run)]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
-    try:
-        stdout, stderr = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers
-        proc.communicate()
-        raise
-    done = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _torchrun(worker, seen_dir, "train", *TINY, "--epochs", "2", "--threads", "1", "--out", str(run))
     assert done.stdout.count("best epoch") == 1  # only rank 0 reports
     seen = [json.loads((seen_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
     split = json.loads((run / "split.json").read_text())
@@ -157,6 +145,40 @@ def test_torchrun_two_processes_on_gloo(tmp_path) -> None:
     assert model(torch.zeros(2, 1, 16, 16)).shape == (2, 1, 64, 64)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["final"]["n_images"] == metrics["n_val"] == 4 * len(split["val"])  # gathered from both ranks
+    data = load_training_data(tiny_config())
+    val = data.subset(np.isin(data.patient_id, split["val"]))
+    written = _check_scores(run, val, metrics["best"])
+    # lost after the last epoch: the resume runs no epoch, both ranks score checkpoint_best.pt again
+    (run / SCORES_FILE).unlink()
+    (run / "metrics.json").unlink()
+    _torchrun(worker, seen_dir, "train", "--resume", str(run))
+    assert _check_scores(run, val, json.loads((run / "metrics.json").read_text())["best"]) == written
+
+
+def _torchrun(worker: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stderr[-3000:]
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+def _check_scores(run: Path, val, best: dict) -> str:
+    """val_scores.csv holds every validation slice, in the slices' order, and averages to the best metrics."""
+    scores = read_scores(run / SCORES_FILE)
+    assert list(scores.patient_id) == list(val.patient_id.astype(str))
+    truth = (val.masks > 0).reshape(len(val), -1).sum(axis=1)  # not in the ranks' order (0, 2, 1, 3)
+    np.testing.assert_array_equal(scores.truth_pixels, truth)
+    assert scores.dice.mean() == pytest.approx(best["mean_dice"], abs=1e-6)
+    assert scores.jaccard.mean() == pytest.approx(best["mean_jaccard"], abs=1e-6)
+    return (run / SCORES_FILE).read_text()
 
 
 def test_split_file(tmp_path) -> None:

@@ -7,15 +7,20 @@ and validation scores hard predictions at the mask's full resolution.
 A run directory holds ``config.yaml`` (every setting), ``split.json`` (the patients of each
 side), ``history.csv`` (one row per epoch), ``checkpoint_last.pt`` (everything needed to
 resume: weights, optimiser, scheduler, epoch, history), ``checkpoint_best.pt`` (by validation
-mean Jaccard at full resolution) and ``metrics.json``. Every file is written to a temporary
-name and renamed, so a run killed at any moment leaves loadable files, and
+mean Jaccard at full resolution), ``metrics.json`` and ``val_scores.csv`` (each validation
+slice's scores at the best checkpoint, :mod:`jnet.training.scores`). Every file is written to
+a temporary name and renamed, so a run killed at any moment leaves loadable files, and
 ``fit(..., resume=True)`` continues from the last finished epoch. Each epoch's shuffling and
 augmentation come from a generator seeded by ``seed + epoch``, so on the CPU an interrupted
 and resumed run ends with the same weights as an uninterrupted one.
+
+:class:`Trainer` is the loop as a short :meth:`Trainer.run` of steps, each a method that a
+variant may override (as nnU-Net's trainers do); :func:`fit` runs the default one.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import io
@@ -39,12 +44,19 @@ from jnet.data.prepare import SliceData, downsample, save_split
 from jnet.io import write_text
 from jnet.losses import MultiScaleLoss
 from jnet.metrics import SegmentationMetrics
+from jnet.model import JNet
 from jnet.training.checkpoint import read_checkpoint, save_checkpoint
 from jnet.training.config import TrainConfig
 from jnet.training.evaluate import evaluate_counts, metrics_from_counts
+from jnet.training.scores import SCORES_FILE, ImageScores, image_scores, write_scores
 from jnet.training.splits import load_training_data, make_split
 
 log = logging.getLogger(__name__)
+
+EpochCallback = Callable[[dict[str, Any]], None]
+BatchCallback = Callable[[int, int, float, float], None]
+
+VAL_BATCH = 64  # validation images per forward pass
 
 
 def _device(config: TrainConfig) -> torch.device:
@@ -74,8 +86,323 @@ def _history_csv(history: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-EpochCallback = Callable[[dict[str, Any]], None]
-BatchCallback = Callable[[int, int, float, float], None]
+class Trainer:
+    """One training run of ``config`` on ``data``: :meth:`run` is a short list of overridable steps.
+
+    :meth:`setup` (device, threads, ranks, the patient split) -> :meth:`build` (model, loss,
+    optimiser, gradient scaler, DDP wrapper) -> :meth:`batches` (training batches, validation
+    tensors) -> :meth:`schedule` (the learning rate, which counts the batches) -> :meth:`resume`
+    from ``checkpoint_last.pt`` or :meth:`start` (``config.yaml``, ``split.json``); then per
+    epoch :meth:`train_epoch` (:meth:`train_step` per batch), :meth:`validate`,
+    :meth:`end_epoch` (history row, log line, best epoch) and :meth:`save` (checkpoints,
+    ``history.csv``); last :meth:`finish` (``val_scores.csv``, ``metrics.json``, the result).
+    A variant overrides one step; :func:`fit` runs this one. The arguments are :func:`fit`'s.
+
+    Example:
+        >>> from jnet.training import TrainConfig, load_training_data
+        >>> class Frozen(Trainer):  # a variant: validation only, the weights stay as built
+        ...     def train_epoch(self, epoch):
+        ...         return {"train_loss": 0.0, "epoch_seconds": 1.0, "images_per_second": 0.0}
+        >>> config = TrainConfig(data="synthetic", data_options={"num_patients": 3, "slices_per_patient": 2},
+        ...                      output_size=32, model="unet", width=2, batch_size=2, epochs=2)
+        >>> result = Frozen(config, load_training_data(config)).run()
+        >>> [row["train_loss"] for row in result["history"]], result["best"]["epoch"]
+        ([0.0, 0.0], 1)
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: SliceData,
+        out_dir: str | Path | None = None,
+        *,
+        resume: bool = False,
+        on_epoch: EpochCallback | None = None,
+        on_batch: BatchCallback | None = None,
+    ) -> None:
+        self.config, self.data = config, data
+        self.out = Path(out_dir) if out_dir is not None else None
+        self.resume_requested = resume
+        self.on_epoch, self.on_batch = on_epoch, on_batch
+        self.last: dict[str, Any] | None = None  # checkpoint_last.pt, when resuming
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {"mean_jaccard": -math.inf}
+        self.final: dict[str, Any] = {}
+        self.start_epoch, self.elapsed = 1, 0.0
+        self.val_counts: SegmentationMetrics | None = None  # the latest validation's per-image counts
+        self.best_counts: SegmentationMetrics | None = None  # the best epoch's, if it ran in this process
+
+    def run(self) -> dict[str, Any]:
+        """Train, validate and save every epoch; return :meth:`finish`'s result (see :func:`fit`)."""
+        self.setup()
+        self.build()
+        self.batches()
+        self.schedule()
+        if self.last is not None:
+            self.resume()
+        else:
+            self.start()
+        for epoch in range(self.start_epoch, self.config.epochs + 1):
+            trained = self.train_epoch(epoch)
+            metrics = self.validate()
+            improved = self.end_epoch(epoch, trained, metrics)
+            self.save(epoch, improved)
+            if self.on_epoch is not None and self.rank == 0:
+                self.on_epoch(self.history[-1])
+        return self.finish()
+
+    def setup(self) -> None:
+        """Ranks, threads and device; the checkpoint to resume from; the patient split and its two sides."""
+        config, data = self.config, self.data
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.device = _device(config)
+        self.writer = self.out is not None and self.rank == 0  # only rank 0 writes files
+        if data.masks.shape[-2:] != (config.output_size, config.output_size):
+            raise ValueError(
+                f"masks are {data.masks.shape[-1]}x{data.masks.shape[-2]} but output_size is {config.output_size}"
+            )
+        if self.resume_requested and self.out is not None and (self.out / "checkpoint_last.pt").is_file():
+            self.last = read_checkpoint(self.out / "checkpoint_last.pt")
+        if self.last is not None:
+            assert self.out is not None
+            self.split = json.loads((self.out / "split.json").read_text())
+        else:
+            self.split = make_split(config, data.patient_id)
+        self.train_data = data.subset(np.isin(data.patient_id, self.split["train"]))
+        self.val_data = data.subset(np.isin(data.patient_id, self.split["val"]))
+
+    def build(self) -> None:
+        """The model (seeded), the loss, the optimiser, the gradient scaler and, under DDP, the wrapper."""
+        config, device = self.config, self.device
+        k = config.model_num_classes(len(self.data.class_names))
+        torch.manual_seed(config.seed)
+        self.model: JNet = config.build_model(in_channels=self.data.images.shape[1], num_classes=k).to(device)
+        if device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.criterion = MultiScaleLoss(config.loss, weights=config.loss_weights, target_resize=config.target_resize)
+        lr, decay = config.lr, config.weight_decay
+        try:  # the fused kernel: one pass over all parameters (3x faster steps on a CPU)
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=decay, fused=True)
+        except (RuntimeError, TypeError):  # older torch, or a device without it
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=decay)
+        self.use_amp = config.amp and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.ddp_model: torch.nn.Module = self.model
+        if self.distributed:
+            ids = [device.index] if device.type == "cuda" else None
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+    def batches(self) -> None:
+        """The training batches (under DDP a DataLoader over this rank's share) and the validation tensors."""
+        config, train, world = self.config, self.train_data, self.world
+        feed = self.model.image_size[0]  # the batches' image size: the input size, or the full size for guided heads
+        augment = AugmentConfig() if config.augment else None
+        per_rank = config.batch_size
+        if len(train) < per_rank * world:
+            raise ValueError(
+                f"{len(train)} training slices are fewer than one batch of {per_rank}"
+                + (f" on each of {world} ranks" if world > 1 else "")
+                + "; lower batch_size (batch norm needs at least 2 images per batch)"
+            )
+        self.train_batches: Any
+        if self.distributed:
+            self.dataset = SliceDataset(train, feed, augment=augment, downsample_mode=config.downsample_mode,
+                                        seed=config.seed)  # fmt: skip
+            self.sampler = torch.utils.data.DistributedSampler(self.dataset, world, self.rank, shuffle=True,
+                                                               seed=config.seed, drop_last=True)  # fmt: skip
+            self.train_batches = torch.utils.data.DataLoader(self.dataset, per_rank, sampler=self.sampler,
+                                                             drop_last=True)  # fmt: skip
+            if len(self.train_batches) == 0:
+                raise ValueError(f"{len(train)} training slices over {world} ranks leave no batch of {per_rank}")
+        else:
+            self.train_batches = SliceBatches(train, feed, per_rank, drop_last=True, augment=augment,
+                                              downsample_mode=config.downsample_mode, seed=config.seed)  # fmt: skip
+        self.x_val = downsample(self.val_data.images, feed, config.downsample_mode)  # (N, C, h, w)
+        self.y_val = torch.from_numpy(self.val_data.masks)  # (N, H, W)
+
+    def schedule(self) -> None:
+        """The learning-rate schedule over ``epochs`` x the number of batches."""
+        self.scheduler = _scheduler(self.config, self.optimizer, len(self.train_batches))
+
+    def resume(self) -> None:
+        """Continue from ``checkpoint_last.pt``: weights, optimiser, schedule, scaler, history, best, epoch."""
+        assert self.last is not None
+        last = self.last
+        self.model.load_state_dict(last["state_dict"])
+        self.optimizer.load_state_dict(last["optimizer"])
+        self.scheduler.load_state_dict(last["scheduler"])
+        self.scaler.load_state_dict(last["scaler"])
+        self.history, self.best, self.final = list(last["history"]), dict(last["best"]), dict(last["final"])
+        self.start_epoch, self.elapsed = int(last["epoch"]) + 1, float(last["train_seconds"])
+        log.info("resuming %s at epoch %d of %d", self.out, self.start_epoch, self.config.epochs)
+
+    def start(self) -> None:
+        """A new run: write ``config.yaml`` and ``split.json`` into the run directory."""
+        if self.writer:
+            assert self.out is not None
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_text(self.out / "config.yaml", self.config.to_yaml())
+            save_split(self.split, self.out / "split.json")
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training batches, reshuffled for ``epoch``.
+
+        Returns:
+            ``train_loss`` (the mean over images and ranks), ``epoch_seconds`` and
+            ``images_per_second`` (over all ranks).
+        """
+        self.ddp_model.train()
+        if self.distributed:
+            self.sampler.set_epoch(epoch)
+            self.dataset.set_epoch(epoch)
+        else:
+            self.train_batches.set_epoch(epoch)
+        steps = len(self.train_batches)
+        t0, total, seen = time.perf_counter(), 0.0, 0
+        for i, (x, y) in enumerate(self.train_batches, start=1):
+            total += self.train_step(x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
+            seen += len(x)
+            if self.on_batch is not None and self.rank == 0:
+                self.on_batch(i, steps, total / seen, seen * self.world / (time.perf_counter() - t0))
+        seconds = time.perf_counter() - t0
+        self.elapsed += seconds
+        train_loss = total / seen
+        if self.distributed:
+            loss_t = torch.tensor([train_loss], dtype=torch.float64)
+            dist.all_reduce(loss_t)
+            train_loss = float(loss_t) / self.world
+        return {"train_loss": train_loss, "epoch_seconds": seconds, "images_per_second": seen * self.world / seconds}
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One optimiser step on a batch; returns the batch's summed loss (mean loss x images)."""
+        with torch.autocast(self.device.type, enabled=self.use_amp):
+            outs = self.ddp_model(x)  # [(B, K, h, w), ..., (B, K, S, S)]
+            loss = self.criterion([o.float() for o in outs], y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.item() * len(x)
+
+    def validate(self) -> dict[str, Any]:
+        """The model's validation metrics at full resolution (and, labelled, at input resolution).
+
+        Keeps the per-image counts in ``val_counts``, for the best epoch's ``val_scores.csv``.
+        """
+        full, low = self.score(self.model)
+        self.val_counts = full
+        return metrics_from_counts(full, low, tuple(self.y_val.shape[-2:]), self.model.input_size)
+
+    def score(self, model: JNet) -> tuple[SegmentationMetrics, SegmentationMetrics]:
+        """``model``'s per-image counts at full and at input resolution on every validation slice.
+
+        Each rank scores the slices ``rank::world``; the counts are gathered in rank order (the
+        same on every rank): see :func:`_in_slice_order`.
+        """
+        rank, world = self.rank, self.world
+        names = self.val_data.class_names
+        full, low = evaluate_counts(model, self.x_val[rank::world], self.y_val[rank::world], VAL_BATCH, names)
+        if self.distributed:
+            full, low = _gather_counts(full), _gather_counts(low)
+        return full, low
+
+    def end_epoch(self, epoch: int, trained: dict[str, float], metrics: dict[str, Any]) -> bool:
+        """Add the epoch's history row, log it and keep the best epoch; returns whether it improved."""
+        row = {
+            "epoch": epoch,
+            "train_loss": trained["train_loss"],
+            "val_mean_dice": metrics["mean_dice"],
+            "val_mean_jaccard": metrics["mean_jaccard"],
+            "val_mean_jaccard_global": metrics["mean_jaccard_global"],
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "epoch_seconds": trained["epoch_seconds"],
+            "images_per_second": trained["images_per_second"],
+        }
+        self.history.append(row)
+        self.final = metrics
+        log.info(
+            "%s/%s epoch %d/%d loss %.4f val dice %.4f jaccard %.4f (%.0f img/s)",
+            self.config.model, self.config.head, epoch, self.config.epochs, row["train_loss"],
+            row["val_mean_dice"], row["val_mean_jaccard"], row["images_per_second"],
+        )  # fmt: skip
+        counts, self.val_counts = self.val_counts, None
+        improved = metrics["mean_jaccard"] > self.best["mean_jaccard"]
+        if improved:
+            self.best, self.best_counts = {**metrics, "epoch": epoch}, counts
+        return improved
+
+    def save(self, epoch: int, improved: bool) -> None:
+        """Write ``checkpoint_best.pt`` (if ``improved``), ``checkpoint_last.pt`` and ``history.csv``."""
+        if not self.writer:
+            return
+        assert self.out is not None
+        config = asdict(self.config)
+        if improved:
+            save_checkpoint(self.out / "checkpoint_best.pt", self.model, train_config=config, epoch=epoch,
+                            metrics=self.final)  # fmt: skip
+        save_checkpoint(
+            self.out / "checkpoint_last.pt", self.model, train_config=config, epoch=epoch,
+            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(), history=self.history, best=self.best, final=self.final,
+            train_seconds=self.elapsed,
+        )  # fmt: skip
+        write_text(self.out / "history.csv", _history_csv(self.history))
+
+    def finish(self) -> dict[str, Any]:
+        """Write ``val_scores.csv`` and ``metrics.json`` (the result without its history); return the result."""
+        scores = self.best_scores() if self.out is not None else None  # every rank: rescoring gathers counts
+        result = {
+            "config": asdict(self.config),
+            "split": self.split,
+            "best": self.best,
+            "final": self.final,
+            "history": self.history,
+            "train_seconds": self.elapsed,
+            "epochs_run": len(self.history),
+            "n_train": len(self.train_data),
+            "n_val": len(self.val_data),
+            "params": sum(p.numel() for p in self.model.parameters()),
+            "head_params": sum(p.numel() for p in self.model.head.parameters()),
+        }
+        if self.writer:
+            assert self.out is not None
+            if scores is not None:
+                write_scores(scores, self.out / SCORES_FILE)
+            write_text(self.out / "metrics.json", json.dumps({k: v for k, v in result.items() if k != "history"},
+                                                             indent=1))  # fmt: skip
+        return result
+
+    def best_scores(self) -> ImageScores | None:
+        """Each validation slice's Dice and Jaccard at the best epoch, in the slices' order.
+
+        The best epoch's counts are kept when it runs in this process; when it ran before a
+        resume, ``checkpoint_best.pt`` is scored again (on every rank, its share). ``None``
+        (with a warning) when there is no best checkpoint, or its scores miss the best metrics.
+        """
+        if "epoch" not in self.best:
+            return None
+        counts = self.best_counts
+        if counts is None:
+            path = self.out / "checkpoint_best.pt" if self.out is not None else None
+            if path is None or not path.is_file():
+                log.warning("%s not written: no checkpoint_best.pt to score", SCORES_FILE)
+                return None
+            model = copy.deepcopy(self.model)
+            model.load_state_dict(read_checkpoint(path)["state_dict"])
+            counts, _ = self.score(model)
+        scores = image_scores(_in_slice_order(counts, self.world), self.val_data.patient_id)
+        for name in ("dice", "jaccard"):
+            got, want = float(scores.metric(name).mean()), float(self.best.get(f"mean_{name}", math.nan))
+            if not math.isclose(got, want, rel_tol=0, abs_tol=1e-6):
+                log.warning("%s not written: mean %s %.6f differs from the best epoch's %.6f", SCORES_FILE, name,
+                            got, want)  # fmt: skip
+                return None
+        return scores
 
 
 def fit(
@@ -87,7 +414,7 @@ def fit(
     on_epoch: EpochCallback | None = None,
     on_batch: BatchCallback | None = None,
 ) -> dict[str, Any]:
-    """Train ``config`` on ``data`` (split by patient); return the run's results.
+    """Train ``config`` on ``data`` (split by patient); return the run's results (a :class:`Trainer` run).
 
     Args:
         config: the settings.
@@ -101,171 +428,7 @@ def fit(
         ``{"config", "split", "best", "final", "history", "train_seconds", "n_train", "n_val",
         "params", "head_params", "epochs_run"}``.
     """
-    distributed = dist.is_available() and dist.is_initialized()
-    rank = dist.get_rank() if distributed else 0
-    world = dist.get_world_size() if distributed else 1
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = _device(config)
-    out = Path(out_dir) if out_dir is not None else None
-    writer = out is not None and rank == 0
-
-    if data.masks.shape[-2:] != (config.output_size, config.output_size):
-        raise ValueError(
-            f"masks are {data.masks.shape[-1]}x{data.masks.shape[-2]} but output_size is {config.output_size}"
-        )
-    last = None
-    if resume and out is not None and (out / "checkpoint_last.pt").is_file():
-        last = read_checkpoint(out / "checkpoint_last.pt")
-    split = json.loads((out / "split.json").read_text()) if last is not None else make_split(config, data.patient_id)
-    train = data.subset(np.isin(data.patient_id, split["train"]))
-    val = data.subset(np.isin(data.patient_id, split["val"]))
-    k = config.model_num_classes(len(data.class_names))
-
-    torch.manual_seed(config.seed)
-    model = config.build_model(in_channels=data.images.shape[1], num_classes=k).to(device)
-    feed = model.image_size[0]  # the batches' image size: the input size, or the full size for guided heads
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    criterion = MultiScaleLoss(config.loss, weights=config.loss_weights, target_resize=config.target_resize)
-    try:  # the fused kernel: one pass over all parameters (3x faster steps on a CPU)
-        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
-    except (RuntimeError, TypeError):  # older torch, or a device without it
-        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    augment = AugmentConfig() if config.augment else None
-    per_rank = config.batch_size
-    if len(train) < per_rank * world:
-        raise ValueError(
-            f"{len(train)} training slices are fewer than one batch of {per_rank}"
-            + (f" on each of {world} ranks" if world > 1 else "")
-            + "; lower batch_size (batch norm needs at least 2 images per batch)"
-        )
-    if distributed:
-        dataset = SliceDataset(train, feed, augment=augment, downsample_mode=config.downsample_mode,
-                               seed=config.seed)  # fmt: skip
-        sampler = torch.utils.data.DistributedSampler(dataset, world, rank, shuffle=True, seed=config.seed,
-                                                      drop_last=True)  # fmt: skip
-        batches: Any = torch.utils.data.DataLoader(dataset, per_rank, sampler=sampler, drop_last=True)
-        if len(batches) == 0:
-            raise ValueError(f"{len(train)} training slices over {world} ranks leave no batch of {per_rank}")
-    else:
-        batches = SliceBatches(train, feed, per_rank, drop_last=True, augment=augment,
-                               downsample_mode=config.downsample_mode, seed=config.seed)  # fmt: skip
-    steps = len(batches)
-    sched = _scheduler(config, opt, steps)
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    ddp_model: torch.nn.Module = model
-    if distributed:
-        ids = [device.index] if device.type == "cuda" else None
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-    x_val = downsample(val.images, feed, config.downsample_mode)
-    y_val = torch.from_numpy(val.masks)
-    # each rank scores its share of the validation slices; the counts are gathered
-    x_val_rank, y_val_rank = x_val[rank::world], y_val[rank::world]
-
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"mean_jaccard": -math.inf}
-    start_epoch, elapsed = 1, 0.0
-    if last is not None:
-        model.load_state_dict(last["state_dict"])
-        opt.load_state_dict(last["optimizer"])
-        sched.load_state_dict(last["scheduler"])
-        scaler.load_state_dict(last["scaler"])
-        history, best = list(last["history"]), dict(last["best"])
-        start_epoch, elapsed = int(last["epoch"]) + 1, float(last["train_seconds"])
-        log.info("resuming %s at epoch %d of %d", out, start_epoch, config.epochs)
-    elif writer:
-        assert out is not None
-        out.mkdir(parents=True, exist_ok=True)
-        write_text(out / "config.yaml", config.to_yaml())
-        save_split(split, out / "split.json")
-
-    metrics: dict[str, Any] = dict(last["final"]) if last is not None else {}
-    for epoch in range(start_epoch, config.epochs + 1):
-        ddp_model.train()
-        if distributed:
-            sampler.set_epoch(epoch)
-            dataset.set_epoch(epoch)
-        else:
-            batches.set_epoch(epoch)
-        t0, total, seen = time.perf_counter(), 0.0, 0
-        for i, (x, y) in enumerate(batches, start=1):
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
-            with torch.autocast(device.type, enabled=use_amp):
-                outs = ddp_model(x)  # [(B, K, h, w), ..., (B, K, S, S)]
-                loss = criterion([o.float() for o in outs], y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            total += loss.item() * len(x)
-            seen += len(x)
-            if on_batch is not None and rank == 0:
-                on_batch(i, steps, total / seen, seen * world / (time.perf_counter() - t0))
-        train_s = time.perf_counter() - t0
-        elapsed += train_s
-        full, low = evaluate_counts(model, x_val_rank, y_val_rank, 64, val.class_names)
-        train_loss = total / seen
-        if distributed:
-            full, low = _gather_counts(full), _gather_counts(low)
-            loss_t = torch.tensor([train_loss], dtype=torch.float64)
-            dist.all_reduce(loss_t)
-            train_loss = float(loss_t) / world
-        metrics = metrics_from_counts(full, low, tuple(y_val.shape[-2:]), model.input_size)
-        row = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "val_mean_dice": metrics["mean_dice"],
-            "val_mean_jaccard": metrics["mean_jaccard"],
-            "val_mean_jaccard_global": metrics["mean_jaccard_global"],
-            "lr": opt.param_groups[0]["lr"],
-            "epoch_seconds": train_s,
-            "images_per_second": seen * world / train_s,
-        }
-        history.append(row)
-        log.info(
-            "%s/%s epoch %d/%d loss %.4f val dice %.4f jaccard %.4f (%.0f img/s)",
-            config.model, config.head, epoch, config.epochs, row["train_loss"],
-            row["val_mean_dice"], row["val_mean_jaccard"], row["images_per_second"],
-        )  # fmt: skip
-        improved = metrics["mean_jaccard"] > best["mean_jaccard"]
-        if improved:
-            best = {**metrics, "epoch": epoch}
-        if writer:
-            assert out is not None
-            if improved:
-                save_checkpoint(out / "checkpoint_best.pt", model, train_config=asdict(config), epoch=epoch,
-                                metrics=metrics)  # fmt: skip
-            save_checkpoint(
-                out / "checkpoint_last.pt", model, train_config=asdict(config), epoch=epoch,
-                optimizer=opt.state_dict(), scheduler=sched.state_dict(), scaler=scaler.state_dict(),
-                history=history, best=best, final=metrics, train_seconds=elapsed,
-            )  # fmt: skip
-            write_text(out / "history.csv", _history_csv(history))
-        if on_epoch is not None and rank == 0:
-            on_epoch(row)
-
-    result = {
-        "config": asdict(config),
-        "split": split,
-        "best": best,
-        "final": metrics,
-        "history": history,
-        "train_seconds": elapsed,
-        "epochs_run": len(history),
-        "n_train": len(train),
-        "n_val": len(val),
-        "params": sum(p.numel() for p in model.parameters()),
-        "head_params": sum(p.numel() for p in model.head.parameters()),
-    }
-    if writer:
-        assert out is not None
-        write_text(out / "metrics.json", json.dumps({k: v for k, v in result.items() if k != "history"}, indent=1))
-    return result
+    return Trainer(config, data, out_dir, resume=resume, on_epoch=on_epoch, on_batch=on_batch).run()
 
 
 def _gather_counts(metrics: SegmentationMetrics) -> SegmentationMetrics:
@@ -276,6 +439,16 @@ def _gather_counts(metrics: SegmentationMetrics) -> SegmentationMetrics:
     for counts in gathered:
         merged.add_counts(*counts)
     return merged
+
+
+def _in_slice_order(metrics: SegmentationMetrics, world: int) -> SegmentationMetrics:
+    """Counts gathered in rank order (rank ``r`` scored slices ``r, r + world, ...``) in the slices' order."""
+    tp, fp, fn = metrics.counts()  # (N, C) each
+    gathered = np.concatenate([np.arange(r, len(tp), world) for r in range(world)])  # the slice of each row
+    order = torch.from_numpy(np.argsort(gathered, kind="stable"))
+    ordered = SegmentationMetrics(metrics.num_classes, metrics.class_names, metrics.empty)
+    ordered.add_counts(tp[order], fp[order], fn[order])
+    return ordered
 
 
 def train(
