@@ -60,7 +60,8 @@ def test_fit_writes_a_reproducible_run(tmp_path) -> None:
     result = fit(config, data, tmp_path / "run")
     files = sorted(p.name for p in (tmp_path / "run").iterdir())
     assert files == [
-        "checkpoint_best.pt", "checkpoint_last.pt", "config.yaml", "history.csv", "metrics.json", "split.json", "val_scores.csv"
+        "checkpoint_best.pt", "checkpoint_last.pt", "config.yaml", "history.csv", "metrics.json", "split.json",
+        "val_scores.csv",
     ]  # fmt: skip
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     assert not set(split["train"]) & set(split["val"])
