@@ -201,3 +201,21 @@ def test_compiled_runners_compute_the_same() -> None:
     runner = CompiledTorchRunner(model, (2, 1, 16, 16), threads=1, runtime="torchscript")
     with torch.no_grad():
         torch.testing.assert_close(runner.model(runner.x), model(runner.x), rtol=1e-5, atol=1e-5)
+
+
+def test_benchmark_cli_config_times_the_study_grid(tmp_path, capsys) -> None:
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        "latency:\n  runtime: torch\n  threads: [1]\n  runs: 2\n  warmup: 0\n  output_size: 32\n"
+        "  configs:\n    - {model: elunet, width: 4, input_size: 16, head: [none, jnet]}\n"
+    )
+    out = tmp_path / "latency.json"
+    assert main(["benchmark", "--config", str(study), "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert [(r["head"], r["input_size"], r["output_size"], r["threads"], r["runs"]) for r in results] == [
+        ("none", 16, 32, 1, 2),
+        ("jnet", 16, 32, 1, 2),
+    ]
+    assert all(r["full_resolution_input"] and r["width"] == 4 and r["runtime"] == "torch" for r in results)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("[1/2] elunet + none @16, 1 thread(s): median ") and lines[1].startswith("[2/2]")

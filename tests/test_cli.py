@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import functools
 import json
+import sys
 
 import numpy as np
 import pytest
 import torch
+from tqdm import tqdm
 
+import jnet.cli.train
 import jnet.study.demo
-from jnet.cli import main
+from jnet.cli import COMMANDS, build_parser, main
+from jnet.cli.train import NOT_FLAGS, field_help, train_config_from_args
 from jnet.data.prepare import SliceData, downsample, normalize_slices
 from jnet.data.synthetic import make_synthetic
+from jnet.deploy.benchmark import format_comparison_of_settings
+from jnet.heads import list_heads
 from jnet.model import JNet
 from jnet.training import TrainConfig, evaluate, fit
-from jnet.training.checkpoint import load_checkpoint
+from jnet.training.checkpoint import load_checkpoint, save_checkpoint
+from jnet.training.evaluate import format_evaluation
 
 
 def test_models_command(capsys) -> None:
@@ -104,3 +114,131 @@ def test_quick_demo_as_shipped(tmp_path, capsys) -> None:
     none, jnet_ = results["none"]["best"], results["jnet"]["best"]
     assert jnet_["mean_jaccard_global"] > none["mean_jaccard_global"]
     assert (tmp_path / "figure.png").is_file()
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+def test_every_command_module_adds_its_parser_and_runs(capsys) -> None:
+    names = [module.__name__.rsplit(".", 1)[1] for module in COMMANDS]
+    assert len(set(names)) == len(COMMANDS) == 12
+    parsers = _subparsers(build_parser())
+    assert list(parsers) == names  # one subcommand per module, in the loop's order
+    for module, name in zip(COMMANDS, names, strict=True):
+        assert callable(module.add_parser) and callable(module.run)
+        assert parsers[name].get_default("func") is module.run
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    listed = capsys.readouterr().out
+    assert all(f"\n    {name} " in listed for name in names)
+
+
+#: TrainConfig fields that are not ``--field-name`` flags; the reason is in jnet.cli.train.NOT_FLAGS.
+TRAIN_FLAG_EXCEPTIONS = {"data_options", "head_options", "loss_weights", "downsample_mode", "amp"}
+#: ``jnet train`` options that are not TrainConfig fields (or set one in their own way).
+TRAIN_OWN_OPTIONS = {"--help", "--config", "--out", "--resume", "--option", "--head-init", "--loss-weights"}
+
+
+def test_train_flags_are_the_train_config_fields() -> None:
+    """A new TrainConfig field needs a decision: a help text (it becomes a flag) or an entry in NOT_FLAGS."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(NOT_FLAGS) == TRAIN_FLAG_EXCEPTIONS
+    assert set(field_help()) == fields - TRAIN_FLAG_EXCEPTIONS
+    train_parser = _subparsers(build_parser())["train"]
+    flags = {s for a in train_parser._actions for s in a.option_strings if s.startswith("--")}
+    flags -= {s for s in flags if s.startswith("--no-")}  # --no-augment
+    assert flags - TRAIN_OWN_OPTIONS == {"--" + name.replace("_", "-") for name in fields - TRAIN_FLAG_EXCEPTIONS}
+    head = next(a for a in train_parser._actions if "--head" in a.option_strings)
+    assert all(name in head.help for name in list_heads())
+
+
+def test_train_flags_set_the_config(tmp_path) -> None:
+    argv = ["train", "--out", str(tmp_path), "--batch-size", "4", "--lr", "0.01", "--no-augment", "--folds", "3",
+            "--head", "interp", "--option", "size=64", "--loss-weights", "0.5,1", "--head-init", "default"]  # fmt: skip
+    config = train_config_from_args(build_parser().parse_args(argv))
+    assert (config.batch_size, config.lr, config.augment, config.folds, config.head) == (4, 0.01, False, 3, "interp")
+    assert config.data_options == {"size": 64} and config.head_options == {"init": "default"}
+    assert config.loss_weights == [0.5, 1.0]
+    assert config.epochs == TrainConfig().epochs  # not given: the config's default
+    assert train_config_from_args(build_parser().parse_args([*argv, "--augment"])).augment is True
+
+
+def test_format_evaluation() -> None:
+    result = {
+        "n_images": 12,
+        "resolution": [64, 64],
+        "dice": {"liver": 0.9, "tumour": 0.5},
+        "jaccard": {"liver": 0.81818, "tumour": 1 / 3},
+        "mean_dice": 0.7,
+        "mean_jaccard": 0.575757,
+        "mean_dice_global": 0.75,
+        "mean_jaccard_global": 0.6,
+        "input_resolution": {"resolution": [16, 16], "mean_dice": 0.65, "mean_jaccard": 0.5},
+        "split": "val",
+    }
+    assert format_evaluation(result).splitlines() == [
+        "12 images (val) at 64x64:",
+        "  liver            Dice 0.9000  Jaccard 0.8182",
+        "  tumour           Dice 0.5000  Jaccard 0.3333",
+        "  mean             Dice 0.7000  Jaccard 0.5758  (global: 0.7500 / 0.6000)",
+        "  at input resolution 16x16 against down-sampled truth (paper-style, not comparable): "
+        "Dice 0.6500  Jaccard 0.5000",
+    ]
+    assert format_evaluation(result, "all").startswith("12 images (all) at 64x64:")
+
+
+def test_format_comparison_of_settings() -> None:
+    config = {"model": "elunet", "head": "jnet", "input_size": 16, "output_size": 256, "batch_size": 1}
+    result = {
+        "config_a": {**config, "runtime": "torch", "threads": None},
+        "config_b": {**config, "runtime": "onnxruntime", "threads": 2, "onnx_path": "m.onnx"},
+        "a": {"latency_ms_median": 4.0, "latency_ms_p90": 4.5},
+        "b": {"latency_ms_median": 2.0, "latency_ms_p90": 2.25},
+        "ratio": 0.5,
+        "speedup": 2.0,
+        "runs": 100,
+        "warmup": 10,
+        "environment": {"cpu": "Some CPU", "cpu_flags": ["avx2", "fma"], "cpu_count": 2, "torch": "2.4.0",
+                        "onnxruntime": "1.19.0", "load_average": [0.5, 0.25, 0.125], "date": "2024-01-01"},
+    }  # fmt: skip
+    assert format_comparison_of_settings(result).splitlines() == [
+        "a: elunet + jnet, 16 -> 256, torch, batch 1, threads default: median 4.000 ms, p90 4.500 ms",
+        "b: elunet + jnet, 16 -> 256, onnxruntime m.onnx, batch 1, threads 2: median 2.000 ms, p90 2.250 ms",
+        "ratio b/a 0.500 (b is 2.00x as fast as a); 100 alternated runs each after 10 warm-up",
+        "  machine: Some CPU (avx2 fma), 2 cores; torch 2.4.0, onnxruntime 1.19.0; load average 0.50 0.25 0.12; "
+        "2024-01-01",
+    ]
+
+
+def test_train_progress_bar_on_a_terminal(tmp_path, monkeypatch, capsys) -> None:
+    """On a terminal a tqdm bar per epoch goes to stderr; the epoch lines go to stdout either way."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr(jnet.cli.train, "tqdm", functools.partial(tqdm, mininterval=0))  # draw every batch
+    argv = ["train", "--data", "synthetic", "--option", "num_patients=3", "--option", "slices_per_patient=4",
+            "--output-size", "32", "--model", "unet", "--width", "2", "--batch-size", "2", "--epochs", "2",
+            "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "epoch 1/2 loss" in out and "epoch 2/2 loss" in out
+    assert "epoch 1/2" in err and "epoch 2/2" in err and "img/s=" in err and "loss=" in err
+    assert "epoch 1/2 loss" not in err
+
+
+def test_predict_progress_bar_on_a_terminal(tmp_path, monkeypatch, capsys) -> None:
+    image = pytest.importorskip("PIL.Image")
+    checkpoint = save_checkpoint(tmp_path / "m.pt", JNet("unet", 1, 16, 32, backbone_options={"width": 2}))
+    for i in range(2):
+        image.fromarray(np.full((32, 32), 50 * i, np.uint8)).save(tmp_path / f"s{i}.png")
+    argv = ["predict", "--checkpoint", str(checkpoint), str(tmp_path / "s0.png"), str(tmp_path / "s1.png"),
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "1/2 " in out and "2/2 " in out and "s1.png" in out and not err  # not a terminal: a line per file
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert out == f"2 mask(s) written to {tmp_path / 'out'}\n"
+    assert "2/2" in err and "s1.png" in err

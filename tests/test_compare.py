@@ -420,3 +420,20 @@ def test_the_study_file_holds_the_28_pairs() -> None:
     root = Path(__file__).resolve().parents[1]
     pairs, bins = load_pairs(root / "configs" / "study_lgg.yaml")
     assert (len(pairs), bins, pairs[0]) == (28, [1000, 2500], ("elunet+jnet@16", "elunet+none@16"))
+
+
+def test_cli_compare_config_takes_the_study_pairs_and_bins(swept, capsys, tmp_path) -> None:
+    study = tmp_path / "study.yaml"
+    study.write_text("compare:\n  size_bins: [5]\n  pairs:\n    - [unet+jnet@16, unet+none@16]\n")
+    by_config, by_flag = tmp_path / "a.json", tmp_path / "b.json"
+    assert (
+        main(["compare", "--results", str(swept), "--config", str(study), "--boot", "200", "--out", str(by_config)])
+        == 0
+    )
+    pair = ["--pair", "unet+jnet@16", "unet+none@16", "--size-bins", "5"]
+    assert main(["compare", "--results", str(swept), *pair, "--boot", "200", "--out", str(by_flag)]) == 0
+    assert by_config.read_bytes() == by_flag.read_bytes()
+    assert set(json.loads(by_config.read_text())[0]["strata"]) == {"empty", ">=5 px"}  # the study file's bins
+    capsys.readouterr()
+    assert main(["compare", "--results", str(swept)]) == 2
+    assert "give --pair A B (repeatable) or --config STUDY.yaml" in capsys.readouterr().err

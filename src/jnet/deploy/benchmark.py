@@ -349,3 +349,63 @@ def onnx_op_profile(
         "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
         "top": [{"name": n, "op": info[n][0], "us": medians[n], "output_shape": info[n][1]} for n in slowest],
     }
+
+
+def format_environment(env: dict[str, Any]) -> str:
+    """The ``machine:`` line of a result's ``environment`` (:func:`jnet.deploy.timing.environment`)."""
+    flags = " ".join(env["cpu_flags"])
+    load = " ".join(f"{v:.2f}" for v in env["load_average"]) if env.get("load_average") else "n/a"
+    return (
+        f"  machine: {env['cpu']} ({flags}), {env['cpu_count']} cores; torch {env['torch']}, "
+        f"onnxruntime {env['onnxruntime']}; load average {load}; {env['date']}"
+    )
+
+
+def format_benchmark(result: dict[str, Any]) -> str:
+    """:func:`benchmark`'s result as text (with ``op_profile``, :func:`onnx_op_profile`'s, when present)."""
+    r = result
+    lines = [
+        f"{r['model']} + {r['head']} head, {r['input_size']} -> {r['output_size']}"
+        f"{' (full-resolution input)' if r.get('full_resolution_input') else ''}, K={r['num_classes']}; "
+        f"{r['runtime']} ({r['precision']}), batch {r['batch_size']}, {r['threads']} thread(s)",
+        f"  latency: median {r['latency_ms_median']:.3f} ms, p90 {r['latency_ms_p90']:.3f} ms "
+        f"({r['runs']} runs after {r['warmup']} warm-up); {r['images_per_second']:.1f} images/s",
+    ]
+    compute = f"  compute: {r['gmacs_per_image']:.4f} GMAC/image -> {r['gmacs_per_second']:.2f} GMAC/s"
+    if "fraction_of_peak" in r:
+        compute += (
+            f"; dense matmul peak {r['peak_gmacs_per_second']:.1f} GMAC/s (n={r['peak']['n']}): "
+            f"{r['fraction_of_peak']:.1%} of peak"
+        )
+    lines.append(compute)
+    if "head_share" in r:
+        lines.append(
+            f"  head: backbone alone {r['backbone_latency_ms_median']:.3f} ms, "
+            f"so the head takes {r['head_share']:.1%} of the latency"
+        )
+    if "op_profile" in r:
+        prof = r["op_profile"]
+        lines.append(f"  ONNX Runtime nodes (median per run, total {prof['total_us']:.0f} us):")
+        lines.append("    by op: " + ", ".join(f"{op} {us:.0f} us" for op, us in prof["by_op"].items()))
+        lines += [f"    {node['us']:8.0f} us  {node['op']:<14} {node['name']}" for node in prof["top"]]
+    lines.append(format_environment(r["environment"]))
+    return "\n".join(lines)
+
+
+def format_comparison_of_settings(result: dict[str, Any]) -> str:
+    """:func:`compare_settings`' result as text: one line per configuration, the ratio, the machine."""
+    lines = []
+    for k in ("a", "b"):
+        c, s = result[f"config_{k}"], result[k]
+        onnx = f" {c['onnx_path']}" if c.get("onnx_path") else ""
+        lines.append(
+            f"{k}: {c['model']} + {c['head']}, {c['input_size']} -> {c['output_size']}, {c['runtime']}{onnx}, "
+            f"batch {c['batch_size']}, threads {c['threads'] or 'default'}: "
+            f"median {s['latency_ms_median']:.3f} ms, p90 {s['latency_ms_p90']:.3f} ms"
+        )
+    lines.append(
+        f"ratio b/a {result['ratio']:.3f} (b is {result['speedup']:.2f}x as fast as a); "
+        f"{result['runs']} alternated runs each after {result['warmup']} warm-up"
+    )
+    lines.append(format_environment(result["environment"]))
+    return "\n".join(lines)

@@ -538,3 +538,32 @@ def export_checkpoint(
 def _scores(metrics: dict[str, Any]) -> dict[str, float]:
     keys = ("mean_dice", "mean_jaccard", "mean_dice_global", "mean_jaccard_global")
     return {k: float(metrics[k]) for k in keys} | {"n_images": int(metrics["n_images"])}
+
+
+def format_export_report(report: dict[str, Any], data: str | None = None) -> str:
+    """:func:`export_checkpoint`'s report as text; ``data`` names the validation data in the quality lines."""
+    p = report["precision"]
+    quality = report.get("quality")
+    probes = min(8, quality["torch"]["n_images"]) if quality else 8
+    lines = [
+        f"wrote {report['path']} ({p}, opset {report['opset']}, input (B, "
+        f"{', '.join(map(str, report['input_shape']))})): {report['size_bytes'] / 2**20:.2f} MB "
+        f"(fp32 {report['fp32_size_bytes'] / 2**20:.2f} MB); {report['batchnorm_nodes']} BatchNormalization nodes",
+        "  ops: " + ", ".join(f"{op} {n}" for op, n in report["ops"].items()),
+        f"  max |ONNX - PyTorch| on {probes} inputs: {report['max_abs_diff']:.3g}",
+    ]
+    if quality:
+        n = quality["torch"]["n_images"]
+        for metric in ("dice", "jaccard"):
+            line = f"  {metric} on {data} ({n} slices, full resolution): torch {quality['torch'][f'mean_{metric}']:.4f}"
+            line += f", fp32 ONNX {quality['fp32'][f'mean_{metric}']:.4f}"
+            if p != "fp32":
+                line += f", {p} {quality[p][f'mean_{metric}']:.4f} ({quality[f'delta_{metric}']:+.4f})"
+            lines.append(line)
+    if "speed" in report:
+        s = report["speed"]
+        lines.append(
+            f"  speed (onnxruntime, batch 1, alternated): fp32 {s['fp32']['latency_ms_median']:.3f} ms -> "
+            f"{p} {s[p]['latency_ms_median']:.3f} ms ({s['speedup']:.2f}x)"
+        )
+    return "\n".join(lines)

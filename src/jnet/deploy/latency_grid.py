@@ -19,12 +19,14 @@ Any other key is an error that names it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from jnet.deploy.benchmark import benchmark, build_model
 
 SECTION = "latency"
 _SETTINGS = ("runtime", "runs", "warmup", "batch_size", "full_resolution_input", "output_size")
@@ -98,3 +100,25 @@ def load_latency_grid(path: str | Path) -> LatencyGrid:
     if not isinstance(spec, Mapping) or SECTION not in spec:
         raise ValueError(f"{path}: no '{SECTION}:' section (see jnet.deploy.latency_grid)")
     return latency_grid(spec[SECTION], f"{path}: {SECTION}")
+
+
+def run_latency_grid(
+    grid: LatencyGrid, on_result: Callable[[dict[str, Any]], None] | None = None
+) -> list[dict[str, Any]]:
+    """Time every configuration of ``grid`` at every thread count (:func:`jnet.deploy.benchmark.benchmark`).
+
+    ``on_result`` is called with each result as soon as it is measured (to print it, or to
+    append it to a file so that an interrupted grid keeps what it measured). Returns the
+    results in :meth:`LatencyGrid.runs_to_time` order.
+    """
+    results = []
+    for config, threads in grid.runs_to_time():
+        full = True if grid.full_resolution_input else None
+        model = build_model(**{"output_size": grid.output_size, **config}, full_resolution_input=full)
+        result = benchmark(
+            model, runtime=grid.runtime, batch_size=grid.batch_size, threads=threads, runs=grid.runs, warmup=grid.warmup
+        )
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results

@@ -335,3 +335,24 @@ def format_paper_table(rows: Sequence[dict[str, Any]]) -> str:
         + "."
     )
     return "\n".join(lines)
+
+
+def format_profile(info: dict[str, Any], in_channels: int = 1) -> str:
+    """:func:`profile_model`'s result as text (the training step only when it was measured)."""
+    (h, w), (oh, ow) = info["input_size"], info["output_size"]
+    full = " (takes the full-resolution image, down-samples it inside)" if info["full_resolution_input"] else ""
+    lines = [
+        f"{info['backbone']} + {info['head']} head, {h}x{w} -> {oh}x{ow}{full}, K={info['num_classes']}, "
+        f"C={in_channels}",
+        f"  parameters: {info['params']:,} (head {info['head_params']:,}); weights {info['weights_mb']:.2f} MB",
+        f"  GMACs/image: {info['gmacs']:.4f} (head {info['head_gmacs']:.4f})",
+        f"  activations, eval forward, batch {info['batch_size']}: {info['activation_mb']:.2f} MB measured peak "
+        f"(paper-style forward/backward estimate {info['summary_style_mb']:.2f} MB per image)",
+    ]
+    if "train_step_mb" in info:
+        lines.append(
+            f"  training step (forward + loss + backward), batch {info['train_batch_size']}: "
+            f"{info['train_step_mb']:.2f} MB measured peak"
+        )
+    lines.append("  (MB = 2**20 bytes; see jnet.profile for what is counted)")
+    return "\n".join(lines)

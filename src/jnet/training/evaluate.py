@@ -160,3 +160,25 @@ def checkpoint_data(
             f"{spec} has {slices.images.shape[1]} channel(s) but the model expects {model.config['in_channels']}"
         )
     return model, config, slices
+
+
+def format_evaluation(result: dict[str, Any], split: str | None = None) -> str:
+    """:func:`evaluate_checkpoint`'s (or :func:`evaluate`'s) result as text, per class and mean.
+
+    ``split`` labels the images (default: the result's ``split``, when it has one).
+    """
+    split = split or result.get("split")
+    low = result["input_resolution"]
+    label = f" ({split})" if split else ""
+    lines = [f"{result['n_images']} images{label} at {result['resolution'][0]}x{result['resolution'][1]}:"]
+    for name in result["dice"]:
+        lines.append(f"  {name:<16} Dice {result['dice'][name]:.4f}  Jaccard {result['jaccard'][name]:.4f}")
+    lines.append(
+        f"  mean             Dice {result['mean_dice']:.4f}  Jaccard {result['mean_jaccard']:.4f}  "
+        f"(global: {result['mean_dice_global']:.4f} / {result['mean_jaccard_global']:.4f})"
+    )
+    lines.append(
+        f"  at input resolution {low['resolution'][0]}x{low['resolution'][1]} against down-sampled truth "
+        f"(paper-style, not comparable): Dice {low['mean_dice']:.4f}  Jaccard {low['mean_jaccard']:.4f}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,30 @@
+"""``jnet evaluate``: Dice and Jaccard of a checkpoint at full resolution."""
+
+from __future__ import annotations
+
+import argparse
+
+from jnet.cli._common import add_option_arg, data_options, write_json
+from jnet.training.evaluate import evaluate_checkpoint, format_evaluation
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``jnet evaluate``."""
+    p = subparsers.add_parser("evaluate", help="Dice and Jaccard of a checkpoint at full resolution")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", default=None, help="default: the data the checkpoint was trained on")
+    p.add_argument("--split", default="val", help="val (the run's validation patients) or all")
+    p.add_argument("--split-file", default=None, help="default: split.json beside the checkpoint")
+    add_option_arg(p)
+    p.add_argument("--out", default=None, help="write the metrics as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score the checkpoint, print the scores, optionally write them as JSON."""
+    options = data_options(args.option) if args.option else None
+    result = evaluate_checkpoint(args.checkpoint, args.data, args.split, options, args.split_file)
+    print(format_evaluation(result, args.split))
+    if args.out:
+        write_json(args.out, result)
+    return 0
