@@ -12,6 +12,9 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 
 @contextmanager
@@ -50,3 +53,19 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_write(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def read_yaml(path: str | os.PathLike, what: str = "file") -> Any:
+    """The content of a YAML file; a missing file or bad YAML is an error that names the file.
+
+    Args:
+        path: the file.
+        what: what the file is, for the missing-file message (``"study file"``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such {what}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None

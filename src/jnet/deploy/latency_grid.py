@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from jnet.deploy.benchmark import benchmark, build_model
+from jnet.io import read_yaml
 
 SECTION = "latency"
 _SETTINGS = ("runtime", "runs", "warmup", "batch_size", "full_resolution_input", "output_size")
@@ -90,13 +89,7 @@ def latency_grid(spec: Mapping[str, Any], source: str = "latency") -> LatencyGri
 
 def load_latency_grid(path: str | Path) -> LatencyGrid:
     """The ``latency:`` section of a study YAML file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such study file")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
+    spec = read_yaml(path, "study file") or {}
     if not isinstance(spec, Mapping) or SECTION not in spec:
         raise ValueError(f"{path}: no '{SECTION}:' section (see jnet.deploy.latency_grid)")
     return latency_grid(spec[SECTION], f"{path}: {SECTION}")

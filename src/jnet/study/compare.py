@@ -48,8 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from jnet.io import read_yaml
 from jnet.training.scores import (
     SCORE_METRICS,
     SCORES_FILE,
@@ -408,13 +408,7 @@ def format_markdown(comparisons: list[Comparison]) -> str:
 def load_pairs(path: str | Path) -> tuple[list[tuple[str, str]], list[int] | None]:
     """The ``compare:`` section of a study YAML file: its ``pairs`` (``[A, B]`` specs of
     :func:`parse_spec`) and ``size_bins`` (``None`` if absent)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such study file")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
+    spec = read_yaml(path, "study file") or {}
     section = spec.get("compare") if isinstance(spec, dict) else None
     if not isinstance(section, dict):
         raise ValueError(f"{path}: no 'compare:' section with pairs and size_bins")

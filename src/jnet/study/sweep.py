@@ -89,7 +89,7 @@ import yaml
 from jnet._options import check_option
 from jnet.data.prepare import SliceData
 from jnet.heads import create_head
-from jnet.io import write_text
+from jnet.io import read_yaml, write_text
 from jnet.losses import MultiScaleLoss
 from jnet.models import list_models
 from jnet.study.figures import ExampleRow, example_figure, plot_quality, pyplot
@@ -240,12 +240,7 @@ def _read_spec(config: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], 
     if isinstance(config, Mapping):
         return dict(config), "sweep config"
     path = Path(config)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such sweep file")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from err
+    spec = read_yaml(path, "sweep file")
     if not isinstance(spec, dict):
         raise ValueError(f"{path}: a sweep file must hold a mapping with {', '.join(SWEEP_KEYS)}")
     return spec, str(path)

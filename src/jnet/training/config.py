@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from jnet._options import check_option
+from jnet.io import read_yaml
 from jnet.model import JNet
 
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -78,10 +79,7 @@ class TrainConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
         """Read a ``config.yaml`` (as written into every run directory)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such config file")
-        values = yaml.safe_load(path.read_text()) or {}
+        values = read_yaml(path, "config file") or {}
         if not isinstance(values, dict):
             raise ValueError(f"{path}: a config file must hold a mapping of settings")
         return cls.from_dict(values, str(path))
