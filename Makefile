@@ -1,4 +1,5 @@
 # The README's two commands: `make demo` (the main job on built-in data) and `make test`.
+# Targets that regenerate jnet's own outputs pass --overwrite: no jnet command replaces a file without it.
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 
@@ -13,10 +14,10 @@ test: install
 	$(PYTHON) -m pytest
 
 demo: install
-	$(PYTHON) -m jnet demo --out runs/demo
+	$(PYTHON) -m jnet demo --out runs/demo --overwrite
 
 demo-quick: install
-	$(PYTHON) -m jnet demo --quick --out runs/demo-quick
+	$(PYTHON) -m jnet demo --quick --out runs/demo-quick --overwrite
 
 lint:
 	ruff check src tests
@@ -33,7 +34,7 @@ study: install
 # per-slice scores in val_scores.csv (committed).
 study-latency: install
 	rm -f $(STUDY)/latency.json && $(PYTHON) -m jnet benchmark --config configs/study_lgg.yaml --out $(STUDY)/latency.json
-	$(PYTHON) -m jnet plan --config configs/study_lgg.yaml --results $(STUDY) --benchmark $(STUDY)/latency.json --plot $(STUDY)/quality_vs_latency.png
+	$(PYTHON) -m jnet plan --config configs/study_lgg.yaml --results $(STUDY) --benchmark $(STUDY)/latency.json --plot $(STUDY)/quality_vs_latency.png --overwrite
 
 study-compare: install
-	$(PYTHON) -m jnet compare --config configs/study_lgg.yaml --results $(STUDY) --out $(STUDY)/comparisons.json --markdown
+	$(PYTHON) -m jnet compare --config configs/study_lgg.yaml --results $(STUDY) --out $(STUDY)/comparisons.json --overwrite --markdown

@@ -139,7 +139,9 @@ def test_every_command_module_adds_its_parser_and_runs(capsys) -> None:
 #: TrainConfig fields that are not ``--field-name`` flags; the reason is in jnet.cli.train.NOT_FLAGS.
 TRAIN_FLAG_EXCEPTIONS = {"data_options", "head_options", "loss_weights", "downsample_mode", "amp"}
 #: ``jnet train`` options that are not TrainConfig fields (or set one in their own way).
-TRAIN_OWN_OPTIONS = {"--help", "--config", "--out", "--resume", "--option", "--head-init", "--loss-weights"}
+TRAIN_OWN_OPTIONS = {
+    "--help", "--config", "--out", "--resume", "--overwrite", "--option", "--head-init", "--loss-weights",
+}  # fmt: skip
 
 
 def test_train_flags_are_the_train_config_fields() -> None:
@@ -238,7 +240,7 @@ def test_predict_progress_bar_on_a_terminal(tmp_path, monkeypatch, capsys) -> No
     out, err = capsys.readouterr()
     assert "1/2 " in out and "2/2 " in out and "s1.png" in out and not err  # not a terminal: a line per file
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    assert main(argv) == 0
+    assert main([*argv, "--overwrite"]) == 0  # the masks of the first run are replaced only when asked
     out, err = capsys.readouterr()
     assert out == f"2 mask(s) written to {tmp_path / 'out'}\n"
     assert "2/2" in err and "s1.png" in err

@@ -311,7 +311,7 @@ def test_cache_reuses_the_prepared_file(tmp_path: Path, counted: list) -> None:
     with np.load(files[0]) as archive:
         assert archive["images"].dtype == np.float16 and archive["masks"].dtype == np.uint8
         meta = json.loads(str(archive["meta"]))
-    assert meta["kind"] == "npz" and meta["options"] == {"size": 16, "drop_empty": False}
+    assert meta["kind"] == "npz" and meta["options"] == {"size": 16, "drop_empty": False, "class_names": None}
     # float16 storage: close to the loader's float32
     direct = load_data(path, size=16)
     np.testing.assert_allclose(second.images, direct.images, rtol=1e-3, atol=2e-3)

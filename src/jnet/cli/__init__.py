@@ -26,11 +26,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``jnet`` console script; returns the exit code."""
+    """Entry point of the ``jnet`` console script; returns the exit code.
+
+    A bad argument, a file that cannot be read or written (a full disk, a read-only folder) is
+    one line on stderr and exit code 2; Ctrl-C is one line and 130 (128 + SIGINT), as a shell
+    reports it.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return int(args.func(args))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"jnet {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"jnet {args.command}: interrupted{f' {err}' if str(err) else ''}", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as err:
+        print(f"jnet {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
+
+
+def one_line(err: BaseException) -> str:
+    """An error as one line; an ``OSError`` from the system as ``FILE: reason`` (not ``[Errno 28] ...``)."""
+    if isinstance(err, OSError) and err.errno is not None and err.strerror:
+        files = [str(f) for f in (err.filename, err.filename2) if f is not None]
+        text = f"{' -> '.join(files)}: {err.strerror}" if files else err.strerror
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,66 @@ def data_options(pairs: Sequence[str]) -> dict[str, object]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"data option {pair!r} is not KEY=VALUE")
-        options[key.replace("-", "_")] = yaml.safe_load(value)
+        try:
+            options[key.replace("-", "_")] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            reason = " ".join(str(err).split())
+            raise ValueError(f"data option {pair!r}: the value is not valid YAML ({reason})") from None
     return options
+
+
+def add_overwrite_arg(p: argparse.ArgumentParser, what: str = "the output file") -> None:
+    """``--overwrite``: the one flag that lets a command replace a file it did not write itself."""
+    p.add_argument("--overwrite", action="store_true", help=f"replace {what} if it exists (refused otherwise)")
+
+
+def check_out_file(
+    path: str | Path, overwrite: bool, inputs: Sequence[str | Path | None] = (), flag: str = "--out"
+) -> Path:
+    """Refuse, before any work, an output file that cannot be written or may not be replaced.
+
+    It may not be a folder; its folder must exist and be writable; it may never be one of the
+    command's ``inputs``; an existing file is replaced only with ``--overwrite``.
+    """
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"{out}: is a folder; {flag} names the file to write")
+    check_writable_folder(out.parent, flag)
+    for given in inputs:
+        if given is not None and same_file(out, given):
+            raise ValueError(f"{out}: is an input of this command; {flag} may not replace it")
+    if out.exists() and not overwrite:
+        raise ValueError(f"{out}: already exists; give --overwrite to replace it")
+    return out
+
+
+def check_out_dir(path: str | Path, flag: str = "--out") -> Path:
+    """Refuse, before any work, an output folder that is a file or cannot be created or written."""
+    out = Path(path)
+    existing = next(p for p in (out, *out.parents) if p.exists() or p == Path(p.anchor or "."))
+    if existing == out and not out.is_dir():
+        raise ValueError(f"{out}: is a file; {flag} names a folder")
+    check_writable_folder(existing, flag)
+    return out
+
+
+def check_writable_folder(folder: Path, flag: str = "--out") -> None:
+    """``folder`` exists, is a folder and can take new files."""
+    folder = folder if str(folder) else Path(".")
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder}: no such folder (for {flag})")
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: is a file, not a folder (for {flag})")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{folder}: folder is not writable (for {flag})")
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (through links and ``..`` too)."""
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
 
 
 def add_option_arg(p: argparse.ArgumentParser, text: str = "a data reader option", flag: str = "--option") -> None:
@@ -65,14 +124,29 @@ def write_json(path: str | Path, value: object) -> None:
 
 
 def append_json(path: str | Path, entries: list[dict[str, Any]]) -> None:
-    """Append ``entries`` to the JSON list in ``path`` (created when missing or empty)."""
+    """Append ``entries`` to the JSON list of results in ``path`` (created when missing or empty)."""
+    write_json(path, read_results(path) + entries)
+
+
+def read_results(path: str | Path, flag: str = "--out") -> list[dict[str, Any]]:
+    """The JSON list of ``jnet benchmark`` results in ``path`` (``[]`` when missing or empty).
+
+    Anything else is refused, so appending never replaces a file that is not jnet's: a folder,
+    a file that is not JSON, or JSON that is not a list of results (objects with ``latency_ms_median``).
+    """
     target = Path(path)
-    existing = []
-    if target.is_file() and target.stat().st_size:
-        try:
-            existing = json.loads(target.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{target}: exists but is not a JSON list of results ({err})") from err
-        if not isinstance(existing, list):
-            raise ValueError(f"{target}: exists but is not a JSON list of results")
-    write_json(target, existing + entries)
+    if target.is_dir():
+        raise ValueError(f"{target}: is a folder; {flag} names a JSON file of results")
+    check_writable_folder(target.parent, flag)
+    if not target.is_file() or not target.stat().st_size:
+        return []
+    try:
+        existing = json.loads(target.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        existing = None
+    if not isinstance(existing, list) or not all(isinstance(e, dict) and "latency_ms_median" in e for e in existing):
+        raise ValueError(
+            f"{target}: exists but is not a JSON list of jnet benchmark results; {flag} appends to such a list, "
+            "give a new file"
+        )
+    return existing

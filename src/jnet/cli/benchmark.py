@@ -8,7 +8,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from jnet.cli._common import MODEL_KEYS, add_model_args, add_option_arg, append_json, data_options, model_from_args
+from jnet.cli._common import (
+    MODEL_KEYS,
+    add_model_args,
+    add_option_arg,
+    append_json,
+    data_options,
+    model_from_args,
+    read_results,
+)
 from jnet.deploy.benchmark import (
     benchmark,
     compare_settings,
@@ -65,9 +73,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Time inference of one configuration, two alternated ones (``--compare``), or training (``--train``)."""
+    """Time inference of one configuration, two alternated ones (``--compare``), or training (``--train``).
+
+    ``--out`` is checked before any timing: a new file, or a JSON list of earlier results.
+    """
     if args.train:
+        if args.out:
+            raise ValueError("--out collects latency results (the input of jnet plan); --train does not write it")
         return _run_training(args)
+    if args.out:
+        read_results(args.out)
     if args.config:
         return _run_grid(args)
     args.batch_size = args.batch_size or 1

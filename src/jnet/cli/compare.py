@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from jnet.cli._common import add_overwrite_arg, check_out_file
 from jnet.io import write_text
 from jnet.study.compare import compare, format_comparison, format_markdown, load_pairs
 
@@ -32,6 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="also compare on empty slices and on bands of the truth's foreground area in pixels, e.g. 1000,2500",
     )  # fmt: skip
     p.add_argument("--out", default=None, help="write the comparisons as a JSON list")
+    add_overwrite_arg(p, "the --out file")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the comparisons as JSON")
     fmt.add_argument("--markdown", action="store_true", help="print one markdown table")
@@ -41,6 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Compare every pair (the study file's first, then ``--pair``'s); print each as it is done (or all as JSON
     or one markdown table). ``--size-bins`` overrides the study file's."""
+    if args.out:
+        results = Path(args.results)
+        check_out_file(args.out, args.overwrite, inputs=(results, results / "results.csv", args.config))
     pairs, bins = [tuple(pair) for pair in args.pair], args.size_bins
     if args.config:
         study_pairs, study_bins = load_pairs(args.config)

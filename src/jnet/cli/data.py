@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 
-from jnet.cli._common import add_option_arg, data_options
+from jnet.cli._common import add_option_arg, check_out_dir, data_options
 from jnet.data import SliceData, benchmark_loading, cached_load, load_data
+from jnet.io import read_json
 from jnet.metrics import low_resolution_oracle
 
 
@@ -34,6 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the data and print its shape, patients and label shares (then the oracle and loading speed)."""
     options = data_options(args.option)
+    if args.cache_dir:
+        check_out_dir(args.cache_dir, "--cache-dir")
     data = cached_load(args.data, args.cache_dir, **options) if args.cache_dir else load_data(args.data, **options)
     _print_summary(args.data, data)
     if args.oracle:
@@ -59,7 +60,9 @@ def _print_summary(spec: str, data: SliceData) -> None:
 def _print_oracle(args: argparse.Namespace, data: SliceData) -> None:
     masks, where = data.masks, "all slices"
     if args.split_file is not None:
-        split = json.loads(Path(args.split_file).read_text())
+        split = read_json(args.split_file, "split file")
+        if not isinstance(split, dict) or not isinstance(split.get("val"), list):
+            raise ValueError(f"{args.split_file}: a split file needs a 'val' list of patient ids")
         chosen = np.isin(data.patient_id, split["val"])
         if not chosen.any():
             raise ValueError(f"{args.split_file}: none of its validation patients are in {args.data}")

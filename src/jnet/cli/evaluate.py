@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from jnet.cli._common import add_option_arg, data_options, write_json
+from jnet.cli._common import add_option_arg, add_overwrite_arg, check_out_file, data_options, write_json
 from jnet.training.evaluate import evaluate_checkpoint, format_evaluation
 
 
@@ -17,11 +17,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split-file", default=None, help="default: split.json beside the checkpoint")
     add_option_arg(p)
     p.add_argument("--out", default=None, help="write the metrics as JSON")
+    add_overwrite_arg(p, "the --out file")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Score the checkpoint, print the scores, optionally write them as JSON."""
+    """Score the checkpoint, print the scores, optionally write them as JSON (its path checked first)."""
+    if args.out:
+        check_out_file(args.out, args.overwrite, inputs=(args.checkpoint, args.data, args.split_file))
     options = data_options(args.option) if args.option else None
     result = evaluate_checkpoint(args.checkpoint, args.data, args.split, options, args.split_file)
     print(format_evaluation(result, args.split))

@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from jnet.cli._common import add_option_arg, data_options
+from jnet.cli._common import add_option_arg, add_overwrite_arg, check_out_file, data_options
 from jnet.deploy.export import export_checkpoint, format_export_report, network_inputs
 from jnet.training.checkpoint import load_checkpoint
 
@@ -32,11 +32,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "image and down-samples it itself, as training did)",
     )  # fmt: skip
     p.add_argument("--json", action="store_true")
+    add_overwrite_arg(p, "the --out file (never the checkpoint itself)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Export the checkpoint and print the report."""
+    check_out_file(args.out, args.overwrite, inputs=(args.checkpoint, args.calibration, args.data))
     calibration, validation = _network_inputs(args)
     report = export_checkpoint(
         args.checkpoint,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from jnet.cli._common import add_overwrite_arg, check_out_file
 from jnet.deploy.latency_grid import load_latency_grid
 from jnet.deploy.plan import fastest, format_plan, make_plan
 from jnet.study.figures import plot_plan
@@ -26,6 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="use only benchmark results with these threads")
     p.add_argument("--precision", default=None, help="use only benchmark results of this precision (fp32, int8 ...)")
     p.add_argument("--plot", default=None, metavar="PNG", help="also draw quality against latency into this file")
+    add_overwrite_arg(p, "the --plot file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -33,6 +36,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the plan (and draw it); an error when nothing fits the budget. With ``--config``, one plan per
     budget of the study file, the figure drawn for the last."""
+    if args.plot is not None:
+        results = Path(args.results)
+        inputs = (results, results / "results.csv", args.benchmark, args.config)
+        check_out_file(args.plot, args.overwrite, inputs=inputs, flag="--plot")
     if args.config is None:
         return _plan(args)
     if args.budget_ms is not None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from jnet.cli._common import add_overwrite_arg, check_out_dir
 from jnet.deploy.predict import predict_files
 
 
@@ -21,13 +22,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resize", default=None, help="resize or pad_crop (default: the training reader's)")
     p.add_argument("--normalize", default=None, help="zscore, percentile or slice (default: as in training)")
     p.add_argument("--modalities", default=None, help="for 4D volumes, e.g. 0 or 0,1 (default: as in training)")
+    add_overwrite_arg(p, "masks that exist already in --out (an input file is never replaced)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Predict every input; a progress bar on a terminal, else one line per file."""
+    check_out_dir(args.out)
     tty = sys.stderr.isatty()
-    modalities = [int(m) for m in args.modalities.split(",")] if args.modalities else None
+    modalities = _modalities(args.modalities)
     with tqdm(total=len(args.inputs), unit="file", file=sys.stderr, disable=not tty) as bar:
 
         def report(i: int, n: int, r: dict[str, Any]) -> None:
@@ -37,6 +40,13 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{i}/{n} {r['input']} -> {r['output']} (foreground {r['foreground']:.2%})", flush=True)
 
         results = predict_files(args.checkpoint, args.inputs, args.out, resize=args.resize, normalize=args.normalize,
-                                modalities=modalities, on_file=report)  # fmt: skip
+                                modalities=modalities, on_file=report, overwrite=args.overwrite)  # fmt: skip
     print(f"{len(results)} mask(s) written to {args.out}")
     return 0
+
+
+def _modalities(text: str | None) -> list[int] | None:
+    try:
+        return [int(m) for m in text.split(",")] if text else None
+    except ValueError:
+        raise ValueError(f"--modalities takes channel numbers such as 0 or 0,1; got {text!r}") from None

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from jnet.cli._common import add_overwrite_arg, check_out_dir
 from jnet.study.sweep import format_markdown, load_sweep, run_status, run_sweep, summarize
 
 
@@ -22,6 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="train only unfinished runs whose name matches this glob (repeatable), e.g. 'elunet_*_r16_*'",
     )
     p.add_argument("--dry-run", action="store_true", help="list the runs and whether each would train or be skipped")
+    add_overwrite_arg(p, "files in a --out folder that is not empty and holds no sweep (a sweep folder resumes)")
     p.set_defaults(func=run)
 
 
@@ -33,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"[{i}/{len(runs)}] {r.name} ({r.method}): {run_status(Path(args.out) / r.name)}")
         print(f"{len(runs)} runs")
         return 0
+    out = check_out_dir(args.out)
+    if out.is_dir() and any(out.iterdir()) and not (out / "sweep.yaml").is_file() and not args.overwrite:
+        raise ValueError(f"{out}: is not empty and holds no sweep (no sweep.yaml); give a new folder, or --overwrite")
     rows = run_sweep(args.config, args.out, on_run=_print_event, only=args.only or None)
     if not rows:
         print("no run has finished yet")

@@ -8,15 +8,17 @@ import os
 import sys
 import typing
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from jnet.cli._common import add_option_arg, data_options
+from jnet.cli._common import add_option_arg, check_out_dir, check_writable_folder, data_options, same_file
 from jnet.heads import list_heads
+from jnet.io import write_text
 from jnet.losses import list_losses
-from jnet.training import TrainConfig, train
+from jnet.training import RUN_FILES, TrainConfig, read_checkpoint, train
 from jnet.training.config import SCHEDULES
 
 #: TrainConfig fields without a flag of their own name: how the command line sets each instead.
@@ -89,6 +91,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="a YAML file of settings; flags override it")
     p.add_argument("--out", default=None, help="the run directory")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run where it stopped")
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="train into a --out folder that is not empty (its run files are deleted first)",
+    )  # fmt: skip
     hints, texts = typing.get_type_hints(TrainConfig), field_help()
     for f in flag_fields():
         flag, typ, text = f"--{f.name.replace('_', '-')}", _flag_type(f.name, hints[f.name]), texts.get(f.name, "")
@@ -104,39 +110,58 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """``--config`` YAML values, overridden by the flags given on the command line."""
-    values: dict[str, object] = {}
+    return TrainConfig.from_dict(given_settings(args), "jnet train")
+
+
+def given_settings(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``base`` (default: none), updated with the ``--config`` file's settings and then the flags given."""
+    values: dict[str, Any] = dict(base or {})
     if args.config:
         values.update(vars(TrainConfig.from_yaml(args.config)))
     for f in flag_fields():
         if getattr(args, f.name) is not None:
             values[f.name] = getattr(args, f.name)
     if args.loss_weights is not None:
-        values["loss_weights"] = None if args.loss_weights == "all" else (
-            "final" if args.loss_weights == "final" else [float(w) for w in args.loss_weights.split(",")]
-        )  # fmt: skip
+        values["loss_weights"] = _loss_weights(args.loss_weights)
     if args.option:
         values["data_options"] = {**dict(values.get("data_options") or {}), **data_options(args.option)}
     if args.head_init is not None:
         values["head_options"] = {**dict(values.get("head_options") or {}), "init": args.head_init}
-    return TrainConfig.from_dict(values, "jnet train")
+    return values
+
+
+def _loss_weights(text: str) -> str | list[float] | None:
+    if text in ("all", "final"):
+        return None if text == "all" else text
+    try:
+        return [float(w) for w in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--loss-weights takes all, final or numbers w0,w1,...; got {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train a new run (``--out``) or continue one (``--resume``); print the best epoch."""
-    if args.resume:
-        out = Path(args.resume)
-        config = TrainConfig.from_yaml(out / "config.yaml")
-        if args.out and Path(args.out) != out:
-            raise ValueError("--resume continues a run in its own folder; leave out --out")
-    else:
-        if not args.out:
-            raise ValueError("give --out RUN_DIR (or --resume RUN_DIR)")
-        out = Path(args.out)
-        if (out / "checkpoint_last.pt").exists():
-            raise ValueError(f"{out} already holds a run; use --resume {out} or another --out")
-        config = train_config_from_args(args)
-    progress = _Progress(config.epochs, first_epoch=None if args.resume else 1)
-    result = train(config, out, resume=bool(args.resume), on_epoch=progress.epoch, on_batch=progress.batch)
+    """Train a new run (``--out``) or continue one (``--resume``); print the best epoch.
+
+    Ctrl-C or a failed write (a full disk) ends with one line that says how the run resumes.
+    """
+    out, config, first_epoch = _resumed_run(args) if args.resume else _new_run(args)
+    progress = _Progress(config.epochs, first_epoch=first_epoch)
+    try:
+        result = train(config, out, resume=bool(args.resume), on_epoch=progress.epoch, on_batch=progress.batch)
+    except KeyboardInterrupt:
+        progress.close()
+        if not _is_run(out):
+            raise KeyboardInterrupt(f"before training began; nothing was saved in {out}") from None
+        epoch = progress.next_epoch or first_epoch
+        raise KeyboardInterrupt(
+            f"in epoch {epoch} of {config.epochs} ({epoch - 1} finished and saved); {_how_to_resume(out)}"
+        ) from None
+    except OSError as err:
+        progress.close()
+        if err.errno is None or not _is_run(out):
+            raise
+        reason = err.strerror or os.strerror(err.errno)
+        raise OSError(err.errno, f"{reason}; {_how_to_resume(out)}", err.filename) from err
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun, rank 0 reports
     best = result["best"]
@@ -146,6 +171,105 @@ def run(args: argparse.Namespace) -> int:
         f"run in {out}"
     )
     return 0
+
+
+#: Settings that ``--resume`` takes from the command line: they choose the hardware or the data cache, not
+#: what is computed (``jnet sweep`` resumes its runs with these changed too).
+RESUME_MAY_CHANGE = ("device", "threads", "cache_dir")
+
+
+def _new_run(args: argparse.Namespace) -> tuple[Path, TrainConfig, int]:
+    """``--out``: the folder, checked before anything is loaded, and the config of the new run."""
+    if not args.out:
+        raise ValueError("give --out RUN_DIR (or --resume RUN_DIR)")
+    out = check_out_dir(args.out)
+    names = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if names and not args.overwrite:
+        if "checkpoint_last.pt" in names:
+            raise ValueError(f"{out}: already holds a run; continue it with --resume {out}, or give --overwrite")
+        if _is_run(out):
+            raise ValueError(
+                f"{out}: holds a run that stopped in its first epoch (no checkpoint_last.pt); start it again with "
+                f"--resume {out}, or give --overwrite"
+            )
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise ValueError(f"{out}: is not empty ({shown}) and holds no jnet run; give a new folder, or --overwrite")
+    config = train_config_from_args(args)
+    if names:  # --overwrite: no file of an earlier run may mix with the new one's
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    return out, config, 1
+
+
+def _resumed_run(args: argparse.Namespace) -> tuple[Path, TrainConfig, int]:
+    """``--resume``: the run folder, the settings it continues with, and the first epoch to train."""
+    out = Path(args.resume)
+    if args.out and not same_file(args.out, out):
+        raise ValueError("--resume continues a run in its own folder; leave out --out")
+    if args.config:
+        raise ValueError(f"--resume takes its settings from {out / 'config.yaml'}; leave out --config")
+    if args.overwrite:
+        raise ValueError("--overwrite is for a new run in a used --out folder; --resume continues the run instead")
+    if not out.is_dir():
+        raise FileNotFoundError(f"{out}: no such run folder")
+    check_writable_folder(out, "--resume")
+    last = out / "checkpoint_last.pt"
+    if not last.is_file() and not _is_run(out):
+        raise ValueError(
+            f"{out}: not a jnet run (no config.yaml and split.json); to train with a settings file: "
+            "jnet train --config FILE --out NEW_DIR"
+        )
+    saved = TrainConfig.from_yaml(out / "config.yaml")
+    done = int(read_checkpoint(last)["epoch"]) if last.is_file() else 0
+    config = _resume_settings(args, saved, done, out)
+    if int(os.environ.get("RANK", "0")) == 0 and not done:
+        print(f"{out}: no checkpoint_last.pt (the run stopped in its first epoch): it starts again at epoch 1")
+    return out, config, done + 1
+
+
+def _resume_settings(args: argparse.Namespace, saved: TrainConfig, done: int, out: Path) -> TrainConfig:
+    """The saved settings with the flags given to ``--resume``: those of :data:`RESUME_MAY_CHANGE`, and
+    ``--epochs`` where the schedule does not depend on it; any other change is refused."""
+    base = asdict(saved)
+    given = given_settings(args, base)
+    changed = [k for k in given if given[k] != base[k]]
+    refused = [k for k in changed if k not in (*RESUME_MAY_CHANGE, "epochs")]
+    if refused:
+        diff = ", ".join(f"{_flag(k)} ({base[k]!r} -> {given[k]!r})" for k in refused)
+        raise ValueError(
+            f"--resume continues {out} with the settings of its config.yaml, and these flags would change them: "
+            f"{diff}; leave them out, or start a new run with --out"
+        )
+    if "epochs" in changed:
+        epochs = given["epochs"]
+        if saved.schedule != "constant" and done:
+            raise ValueError(
+                f"--epochs {epochs} with --resume: the {saved.schedule} learning-rate schedule of {out} is laid out "
+                f"over the run's epochs ({saved.epochs}), so the resumed run would not be the one that --epochs "
+                f"{epochs} trains; start a new run with --out (only --schedule constant runs can be extended)"
+            )
+        if epochs < done:
+            raise ValueError(f"--epochs {epochs} with --resume: {out} has already finished {done} epochs")
+    config = TrainConfig.from_dict(given, "jnet train")
+    if changed and int(os.environ.get("RANK", "0")) == 0:
+        write_text(out / "config.yaml", config.to_yaml())  # the run's own file: it now runs with these settings
+        print(f"{out}: resuming with " + ", ".join(f"{k} {given[k]!r} (was {base[k]!r})" for k in changed))
+    return config
+
+
+def _flag(key: str) -> str:
+    """The flag that sets TrainConfig field ``key``."""
+    named = {"data_options": "--option", "head_options": "--head-init", "loss_weights": "--loss-weights"}
+    return named.get(key, "--" + key.replace("_", "-"))
+
+
+def _is_run(out: Path) -> bool:
+    """Whether ``out`` holds a jnet run that has started: its ``config.yaml`` and ``split.json``."""
+    return (out / "config.yaml").is_file() and (out / "split.json").is_file()
+
+
+def _how_to_resume(out: Path) -> str:
+    return f"the run in {out} resumes with: jnet train --resume {out}"
 
 
 class _Progress:
@@ -173,11 +297,15 @@ class _Progress:
         self.bar.set_postfix({"loss": f"{loss:.4f}", "img/s": f"{ips:.0f}"}, refresh=False)
         self.bar.update(i - self.bar.n)
 
-    def epoch(self, row: dict[str, Any]) -> None:
-        """After an epoch: close its bar and print the epoch's line (``row``: its history row)."""
+    def close(self) -> None:
+        """Close the bar of an epoch that did not finish."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        """After an epoch: close its bar and print the epoch's line (``row``: its history row)."""
+        self.close()
         self.next_epoch = int(row["epoch"]) + 1
         print(
             f"epoch {row['epoch']}/{self.epochs} loss {row['train_loss']:.4f} "

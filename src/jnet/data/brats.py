@@ -50,6 +50,7 @@ from jnet.data.nifti import (
     label_values,
     log_drop_report,
     read_volume,
+    voxel_counts,
 )
 from jnet.data.prepare import SliceData
 
@@ -193,7 +194,10 @@ def load_brats(
         bad = [int(v) for v in label_values(label) if int(v) not in _RAW_LABELS]
         if bad:
             hint = " (BraTS 2023 and later label ET as 3; this reader expects the 2020 labels)" if 3 in bad else ""
-            raise ValueError(f"case {case}: {seg_path} has label values {bad}; expected 0, 1, 2, 4{hint}")
+            raise ValueError(
+                f"case {case}: {seg_path} has label values {bad}; expected 0, 1, 2, 4{hint} "
+                f"({voxel_counts(label, bad[:5])})"
+            )
         channels = []
         for path in image_paths:
             image, affine = read_volume(path)

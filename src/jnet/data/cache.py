@@ -35,7 +35,7 @@ __all__ = ["DATA_FORMAT_VERSION", "cache_key", "cache_path", "cached_load"]
 
 log = logging.getLogger(__name__)
 
-DATA_FORMAT_VERSION = 1
+DATA_FORMAT_VERSION = 2  # 2: .npz and image-folder class names inferred from the labels present
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 

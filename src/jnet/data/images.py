@@ -21,17 +21,30 @@ Layout::
 * Masks are label images: ``{0, 255}`` (a binary mask saved for viewing) becomes ``{0, 1}``;
   otherwise the values must be integer labels ``0..MAX_LABEL``. A palette (``P``) PNG gives
   its palette indices; a colour mask must have equal channels.
+* The classes: ``class_names=[...]`` declares the foreground labels ``1..K`` and any other
+  label is refused, with the pixel count of every label and the first file holding it.
+  Without it ``K`` is the largest label found, and every label ``1..K`` must occur somewhere
+  (one stray value 7 in a binary folder is refused, not taken for 8 classes).
+* A constant image with foreground in its mask, or a patient whose images are all constant,
+  is refused (:func:`~jnet.data.prepare.check_constant_images`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jnet.data.prepare import SliceData, normalize_slices
+from jnet.data.prepare import (
+    SliceData,
+    check_class_names,
+    check_constant_images,
+    check_mask_values,
+    normalize_slices,
+)
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_LABEL", "load_image_folder", "resize_images", "resize_masks"]
 
@@ -108,9 +121,8 @@ def _to_labels(arr: np.ndarray, path: Path) -> np.ndarray:
         if not (bands == bands[..., :1]).all():
             raise ValueError(f"{path}: a colour mask; masks must be grey label images (or have equal channels)")
         arr = bands[..., 0]
+    arr = check_mask_values(arr, str(path), "mask")  # integers 0..255, else the value and its pixel count
     values = np.unique(arr)
-    if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)) or values.min() < 0:
-        raise ValueError(f"{path}: mask values must be non-negative integers, found {_show(values)}")
     if values.max() == 255 and set(values.tolist()) <= {0, 255}:
         return (arr == 255).astype(np.uint8)
     if values.max() > MAX_LABEL:
@@ -145,36 +157,8 @@ def _patient_and_slice(stems: list[str]) -> tuple[list[str], list[int]]:
     return patients, indices
 
 
-def load_image_folder(root: str | Path, *, size: int | None = None, drop_empty: bool = False) -> SliceData:
-    """Read ``root/images`` and ``root/masks`` (PNG/TIFF pairs; layout in the module docstring).
-
-    Args:
-        root: the folder holding ``images/`` and ``masks/``.
-        size: resize every slice to ``size x size`` (bilinear images, nearest masks; non-square
-            images are stretched). Required when the files differ in size; ``None`` keeps them
-            as they are.
-        drop_empty: leave out slices whose mask is all background.
-
-    Returns:
-        :class:`SliceData`, ``C = 1``, sorted by patient and slice index; ``class_names`` are
-        ``["foreground"]`` for binary masks, else ``["class_1", ..., "class_K"]`` for the
-        largest label ``K`` found.
-
-    Raises:
-        ImportError: Pillow is missing (``pip install "jnet[images]"``).
-        ValueError: naming the file, for a missing mask or image, an unreadable file, an
-            image and mask of different sizes, mask values that are not labels, or files of
-            different sizes without ``size``.
-    """
-    try:
-        import PIL  # noqa: F401
-    except ImportError as err:
-        raise ImportError('reading PNG/TIFF folders needs Pillow: pip install "jnet[images]"') from err
-    root = Path(root)
-    if size is not None:
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-            raise ValueError(f"size must be a positive integer or None, got {size!r}")
-        size = int(size)
+def _paired_files(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """``root/images`` and ``root/masks`` by stem; every image has its mask and every mask its image."""
     image_dir, mask_dir = root / "images", root / "masks"
     for folder in (image_dir, mask_dir):
         if not folder.is_dir():
@@ -188,7 +172,49 @@ def load_image_folder(root: str | Path, *, size: int | None = None, drop_empty: 
     for stem, path in masks.items():
         if stem not in images:
             raise ValueError(f"{path}: no image for this mask (looked for {image_dir / stem}.png|.tif|.tiff)")
+    return images, masks
 
+
+def load_image_folder(
+    root: str | Path,
+    *,
+    size: int | None = None,
+    drop_empty: bool = False,
+    class_names: Sequence[str] | None = None,
+) -> SliceData:
+    """Read ``root/images`` and ``root/masks`` (PNG/TIFF pairs; layout in the module docstring).
+
+    Args:
+        root: the folder holding ``images/`` and ``masks/``.
+        size: resize every slice to ``size x size`` (bilinear images, nearest masks; non-square
+            images are stretched). Required when the files differ in size; ``None`` keeps them
+            as they are.
+        drop_empty: leave out slices whose mask is all background.
+        class_names: the names of the foreground labels ``1..K``; a mask holding another
+            label is refused. ``None``: inferred (see the module docstring).
+
+    Returns:
+        :class:`SliceData`, ``C = 1``, sorted by patient and slice index; ``class_names`` as
+        declared, else ``["foreground"]`` for binary masks and ``["class_1", ..., "class_K"]``
+        for the largest label ``K`` found.
+
+    Raises:
+        ImportError: Pillow is missing (``pip install "jnet[images]"``).
+        ValueError: naming the file, for a missing mask or image, an unreadable file, an
+            image and mask of different sizes, mask values that are not labels, labels
+            outside the declared classes (or, undeclared, not 0..K), constant images, or files
+            of different sizes without ``size``.
+    """
+    try:
+        import PIL  # noqa: F401
+    except ImportError as err:
+        raise ImportError('reading PNG/TIFF folders needs Pillow: pip install "jnet[images]"') from err
+    root = Path(root)
+    if size is not None:
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(f"size must be a positive integer or None, got {size!r}")
+        size = int(size)
+    images, masks = _paired_files(root)
     stems = list(images)
     patients, indices = _patient_and_slice(stems)
     order = sorted(range(len(stems)), key=lambda i: (patients[i], indices[i], stems[i]))
@@ -212,24 +238,29 @@ def load_image_folder(root: str | Path, *, size: int | None = None, drop_empty: 
                 f"{image_path}: {x.shape[1]}x{x.shape[0]} differs from {first[0].name} ({first[1][1]}x{first[1][0]}); "
                 "pass size=S to resize every slice to S x S"
             )
-        if size is not None:
-            x = resize_images(x[None, None], size)[0, 0]
+        if size is not None:  # a constant image stays exactly constant, for check_constant_images
+            x = (
+                np.full((size, size), x.flat[0], np.float32)
+                if x.min() == x.max()
+                else resize_images(x[None, None], size)[0, 0]
+            )
             y = resize_masks(y[None], size)[0]
         xs.append(x)
         ys.append(y)
 
-    mask_arr = np.stack(ys)
+    mask_arr, image_arr = np.stack(ys), np.stack(xs)
+    pid = np.array([patients[i] for i in order])
+    names = check_class_names(mask_arr, str(root), class_names, lambda i: str(masks[stems[order[i]]]))
+    check_constant_images(image_arr, mask_arr, pid, str(root), lambda i: str(images[stems[order[i]]]))
     keep = np.ones(len(order), dtype=bool)
     if drop_empty:
         keep = mask_arr.reshape(len(mask_arr), -1).any(axis=1)
         if not keep.any():
             raise ValueError(f"{root}: every mask is empty, nothing left with drop_empty=True")
-    n_classes = int(mask_arr.max())
-    class_names = ["foreground"] if n_classes <= 1 else [f"class_{k}" for k in range(1, n_classes + 1)]
     return SliceData(
-        normalize_slices(np.stack(xs)[keep]),
+        normalize_slices(image_arr[keep]),
         mask_arr[keep],
-        np.array([patients[i] for i in order])[keep],
+        pid[keep],
         np.array([indices[i] for i in order], dtype=np.int64)[keep],
-        class_names,
+        names,
     )

@@ -33,6 +33,7 @@ from jnet.data.nifti import (
     label_values,
     log_drop_report,
     read_volume,
+    voxel_counts,
 )
 from jnet.data.prepare import SliceData
 
@@ -247,7 +248,7 @@ def _read_case(
     if bad:
         raise ValueError(
             f"case {case}: {label_path} has label values {bad} not declared in {json_path} "
-            f"(declared: {_named(declared)})"
+            f"(declared: {_named(declared)}; {voxel_counts(label, bad[:5])})"
         )
     mapped = table[label]
     channels = [

@@ -12,7 +12,8 @@ What a spec can be, checked in this order (kind: loader):
 The word ``synthetic`` wins over a file or folder of that name (write ``./synthetic`` for
 those). Options go to the source's loader; each kind accepts its loader's keyword arguments
 (see :func:`source_options`), and every kind accepts ``size`` (slices come out ``size x size``)
-and ``drop_empty`` (leave out slices with an empty mask).
+and ``drop_empty`` (leave out slices with an empty mask); ``npz`` and ``images`` accept
+``class_names`` (the foreground classes; a mask label outside them is refused).
 """
 
 from __future__ import annotations
@@ -150,17 +151,10 @@ def _load_synthetic(path: None, drop_empty: bool = False, **kwargs: Any) -> Slic
     return _drop_empty(data, "synthetic") if drop_empty else data
 
 
-def _load_npz(path: Path, size: int | None = None, drop_empty: bool = False) -> SliceData:
-    data = load_npz(path)
-    # optional extras that load_npz does not read: slice_index (N,) and class_names (K,)
-    with np.load(path, allow_pickle=False) as archive:
-        if "slice_index" in archive.files:
-            index = archive["slice_index"]
-            if index.shape != (len(data),):
-                raise ValueError(f"{path}: slice_index has shape {index.shape}, expected ({len(data)},)")
-            data.slice_index = index.astype(np.int64)
-        if "class_names" in archive.files:
-            data.class_names = [str(c) for c in np.atleast_1d(archive["class_names"]).tolist()]
+def _load_npz(
+    path: Path, size: int | None = None, drop_empty: bool = False, class_names: list[str] | None = None
+) -> SliceData:
+    data = load_npz(path, class_names=class_names)  # also reads the optional slice_index and class_names
     if size is not None and data.images.shape[-2:] != (size, size):
         data = SliceData(
             normalize_slices(resize_images(data.images, size)),
@@ -176,7 +170,7 @@ SOURCES: Registry[SourceKind] = Registry("data source")
 SOURCES.add(
     "synthetic", SourceKind(_load_synthetic, lambda: {**_keyword_defaults(make_synthetic, False), "drop_empty": False})
 )
-SOURCES.add("npz", SourceKind(_load_npz, lambda: {"size": None, "drop_empty": False}))
+SOURCES.add("npz", SourceKind(_load_npz, lambda: {"size": None, "drop_empty": False, "class_names": None}))
 SOURCES.add("msd", SourceKind(load_msd, lambda: _keyword_defaults(load_msd, skip_first=True)))
 SOURCES.add("images", SourceKind(load_image_folder, lambda: _keyword_defaults(load_image_folder, skip_first=True)))
 SOURCES.add("brats", SourceKind(load_brats, lambda: _keyword_defaults(load_brats, skip_first=True)))

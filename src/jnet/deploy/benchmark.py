@@ -125,6 +125,11 @@ def model_from_onnx(path: str | os.PathLike) -> JNet:
     config = read_metadata(path)["model_config"]
     if config is None:
         raise ValueError(f"{path}: no jnet model configuration in its metadata (not exported by jnet export)")
+    if config.get("rebuildable") is False:
+        raise ValueError(
+            f"{path}: exported from a JNet whose backbone is a third-party module ({config.get('backbone_class')}), "
+            "which cannot be rebuilt by name"
+        )
     with torch.device("meta"):
         return JNet.from_config(config).eval()
 

@@ -21,7 +21,10 @@ Precisions:
   change. Weights beyond the float16 range are refused.
 
 Each exported file carries the model's configuration in its metadata
-(:func:`read_metadata`), so it can be benchmarked and evaluated without the checkpoint.
+(:func:`read_metadata`), so it can be benchmarked and evaluated without the checkpoint, and
+the device's contract (``jnet.preprocessing``, ``jnet.postprocessing``;
+:mod:`jnet.deploy.contract`): what to do to a raw image before the graph and to its output
+after, as ``jnet predict`` does.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,7 @@ from jnet._options import check_option
 from jnet._version import __version__
 from jnet.data.prepare import downsample
 from jnet.data.sources import load_data
+from jnet.deploy.contract import checkpoint_class_names, postprocessing, preprocessing
 from jnet.deploy.onnxrt import OnnxRunner, ort_session, require_onnx, run_onnx
 from jnet.deploy.timing import compare
 from jnet.io import atomic_write
@@ -107,8 +111,16 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     input_shape: Sequence[int] | None = None,
     dynamic_batch: bool = True,
+    train_config: Mapping[str, Any] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> Path:
     """Write the eval-mode ``model`` with batch norm folded to ``path`` as ONNX (fp32).
+
+    A JNet's file carries in its metadata the model's configuration (``jnet.model_config``;
+    for a third-party backbone module its class name and ``"rebuildable": false``) and the
+    device's contract, ``jnet.preprocessing`` and ``jnet.postprocessing``
+    (:mod:`jnet.deploy.contract`): what ``jnet predict`` does to a raw image before the graph
+    and to the logits after it.
 
     Args:
         model: a :class:`~jnet.model.JNet` (exported with its final output only) or any module.
@@ -116,6 +128,8 @@ def export_onnx(
         opset: the ONNX opset.
         input_shape: ``(B, C, h, w)`` of the example input; taken from a JNet's config if omitted.
         dynamic_batch: leave the batch axis free (else fixed to ``input_shape[0]``).
+        train_config: the checkpoint's training config, for the contract (reader, options).
+        class_names: the foreground class names, for the contract.
 
     Returns:
         ``path``. Raises a ValueError if the graph still holds a BatchNormalization node.
@@ -151,8 +165,8 @@ def export_onnx(
                 torch.onnx.export(net, (example,), str(tmp), **kwargs)
         graph = onnx.load(str(tmp))
         metadata = {"jnet.version": __version__, "jnet.precision": "fp32"}
-        if isinstance(model, JNet) and model.config.get("backbone") is not None:
-            metadata["jnet.model_config"] = json.dumps(model.config)
+        if isinstance(model, JNet):
+            metadata |= _contract_metadata(model, shape, train_config, class_names)
         _set_metadata(graph, metadata)
         bn = op_counts(graph).get("BatchNormalization", 0)
         if bn:
@@ -160,6 +174,22 @@ def export_onnx(
         onnx.checker.check_model(graph)
         onnx.save(graph, str(tmp))
     return path
+
+
+def _contract_metadata(
+    model: JNet, shape: Sequence[int], train_config: Mapping[str, Any] | None, class_names: Sequence[str] | None
+) -> dict[str, str]:
+    """``jnet.model_config``, ``jnet.preprocessing`` and ``jnet.postprocessing`` of a JNet, as JSON text."""
+    config = dict(model.config)
+    if config.get("backbone") is None:  # a module, not a registered name: say what it was
+        cls = type(model.backbone)
+        config |= {"backbone": cls.__name__, "backbone_class": f"{cls.__module__}.{cls.__qualname__}"}
+        config["rebuildable"] = False
+    return {
+        "jnet.model_config": json.dumps(config),
+        "jnet.preprocessing": json.dumps(preprocessing(model, train_config, input_shape=shape)),
+        "jnet.postprocessing": json.dumps(postprocessing(model, train_config, class_names)),
+    }
 
 
 def _set_metadata(graph: Any, values: dict[str, str]) -> None:
@@ -172,7 +202,8 @@ def _set_metadata(graph: Any, values: dict[str, str]) -> None:
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The jnet metadata of an exported file: ``precision``, ``version`` and ``model_config`` (or ``None``)."""
+    """The jnet metadata of an exported file: ``precision``, ``version``, ``model_config``, ``preprocessing``
+    and ``postprocessing`` (each ``None`` when absent)."""
     onnx, _ = require_onnx()
     path = Path(path)
     if not path.is_file():
@@ -182,11 +213,16 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as err:  # protobuf decode errors: name the file
         raise ValueError(f"{path}: not a readable ONNX file ({err})") from err
     props = {p.key: p.value for p in graph.metadata_props}
-    config = props.get("jnet.model_config")
+
+    def parsed(key: str) -> Any:
+        return None if props.get(key) is None else json.loads(props[key])
+
     return {
         "precision": props.get("jnet.precision"),
         "version": props.get("jnet.version"),
-        "model_config": None if config is None else json.loads(config),
+        "model_config": parsed("jnet.model_config"),
+        "preprocessing": parsed("jnet.preprocessing"),
+        "postprocessing": parsed("jnet.postprocessing"),
     }
 
 
@@ -499,11 +535,16 @@ def export_checkpoint(
     out = Path(out)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"{out.parent}: no such folder for the exported file")
+    if out.is_dir():
+        raise ValueError(f"{out}: is a folder; the export is written to a .onnx file")
+    if out.resolve() == Path(checkpoint).resolve() or (out.exists() and out.samefile(checkpoint)):
+        raise ValueError(f"{out}: is the checkpoint being exported; write the ONNX file beside it, not over it")
     report: dict[str, Any] = {"checkpoint": str(checkpoint), "path": str(out), "precision": precision, "opset": opset,
                               "input_shape": list(_input_shape(model, None)[1:])}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = out if precision == "fp32" else Path(tmp) / "fp32.onnx"
-        export_onnx(model, fp32, opset=opset)
+        names = checkpoint_class_names(ckpt, model.num_classes)
+        export_onnx(model, fp32, opset=opset, train_config=ckpt.get("train_config"), class_names=names)
         report["fp32_size_bytes"] = fp32.stat().st_size
         if precision == "int8":
             quantize_int8(fp32, out, calibration, exclude_ops=exclude_ops)  # type: ignore[arg-type]

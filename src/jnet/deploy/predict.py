@@ -13,6 +13,10 @@ the input's shape and affine, and a PNG output the input's size.
 
 Output values are the model's class indices: 0 = background and 1..K-1 (1 for a binary
 model). Binary PNGs are written as 0/255, like the masks the image reader accepts.
+
+The defaults come from :func:`jnet.deploy.contract.prediction_settings`, which also writes
+them into an export's metadata (``jnet.preprocessing``, ``jnet.postprocessing``): the
+torch-free runner ``python -m jnet_runner`` reads them there and gives the same masks.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from jnet._options import check_option
 from jnet.data.images import read_grey
 from jnet.data.nifti import fit_to_size, normalize_volume, read_volume, volume_to_slices
 from jnet.data.prepare import downsample, normalize_slices
-from jnet.data.sources import resolve_source
+from jnet.deploy.contract import prediction_settings
 from jnet.io import atomic_write
 from jnet.metrics import logits_to_labels, upsample_logits
 from jnet.model import JNet
@@ -53,16 +57,6 @@ def _report(path: Path, out_path: Path, labels: np.ndarray) -> dict[str, Any]:
         "shape": list(labels.shape),
         "foreground": float((labels > 0).mean()),
     }
-
-
-def _volume_source(spec: str | None) -> bool:
-    """Whether the training data came from NIfTI volumes (normalised per volume)."""
-    if not spec or spec == "synthetic" or str(spec).lower().endswith(".npz"):
-        return False
-    try:
-        return resolve_source(spec).kind in ("msd", "brats")
-    except ValueError:  # the training data is not on this machine: assume volumes
-        return True
 
 
 @torch.no_grad()
@@ -196,18 +190,21 @@ def predict_files(
     normalize: str | None = None,
     modalities: Sequence[int] | None = None,
     on_file: Callable[[int, int, dict[str, Any]], None] | None = None,
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
     """Predict every input file into ``out_dir`` (same file name; PNG for 2D images).
 
     ``resize``, ``normalize`` and ``modalities`` default to the training run's reader options.
-    Every input is checked (exists, known type) before any prediction is made.
+    Every input and every output is checked before any prediction is made: each input exists
+    and has a known type; no mask would replace an input (``out_dir`` the inputs' folder), no
+    two inputs give one mask (``a/x.png`` and ``b/x.png``, or ``x.png`` and ``x.tif``), and a mask
+    that exists already is replaced only with ``overwrite``.
     """
     model, ckpt = load_checkpoint(checkpoint, full_resolution_input=True)  # the model down-samples its input
-    trained = ckpt.get("train_config", {})
-    options = dict(trained.get("data_options") or {})
-    resize = check_option("resize", resize or options.get("resize", "resize"), ("resize", "pad_crop"))
-    normalize = normalize or (options.get("normalize", "zscore") if _volume_source(trained.get("data")) else "slice")
-    modalities = modalities if modalities is not None else options.get("modalities")
+    settings = prediction_settings(ckpt.get("train_config"))  # also what an export's metadata says
+    resize = check_option("resize", resize or settings["resize"], ("resize", "pad_crop"))
+    normalize = normalize or settings["normalize"]
+    modalities = modalities if modalities is not None else settings["modalities"]
     paths = [Path(p) for p in inputs]
     if not paths:
         raise ValueError("no input files given")
@@ -217,15 +214,46 @@ def predict_files(
         if not _suffix(p):
             raise ValueError(f"{p}: not a NIfTI (.nii, .nii.gz) or image (.png, .tif, .tiff) file")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: is a file; the masks go into a folder")
+    targets = mask_paths(paths, out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    for i, p in enumerate(paths, start=1):
-        suffix = _suffix(p)
-        if suffix in NIFTI_SUFFIXES:
-            r = predict_volume(model, p, out / p.name, normalize=normalize, resize=resize, modalities=modalities)
+    for i, (p, target) in enumerate(zip(paths, targets, strict=True), start=1):
+        if _suffix(p) in NIFTI_SUFFIXES:
+            r = predict_volume(model, p, target, normalize=normalize, resize=resize, modalities=modalities)
         else:
-            r = predict_image(model, p, out / (p.name[: -len(suffix)] + ".png"), resize=resize)
+            r = predict_image(model, p, target, resize=resize)
         results.append(r)
         if on_file is not None:
             on_file(i, len(paths), r)
     return results
+
+
+def mask_paths(inputs: Sequence[Path], out_dir: Path, overwrite: bool = False) -> list[Path]:
+    """The mask file of each input in ``out_dir`` (its name; ``.png`` for 2D images), checked.
+
+    Refused: a mask that would replace an input (always), two inputs with one mask (always),
+    and a mask file that exists already (unless ``overwrite``).
+    """
+    targets: list[Path] = []
+    taken: dict[Path, Path] = {}
+    resolved = {p.resolve(): p for p in inputs}
+    for p in inputs:
+        suffix = _suffix(p)
+        target = out_dir / (p.name if suffix in NIFTI_SUFFIXES else p.name[: -len(suffix)] + ".png")
+        key = target.resolve()
+        if key in resolved or (target.exists() and any(target.samefile(q) for q in inputs)):
+            victim = resolved.get(key, target)
+            what = "the input itself" if victim == p else f"the input {victim}"
+            raise ValueError(f"{p}: its mask {target} would replace {what}; give another --out folder")
+        if key in taken:
+            raise ValueError(f"{taken[key]} and {p} would both be written to {target}; predict them into separate "
+                             "--out folders")  # fmt: skip
+        if target.is_dir():
+            raise ValueError(f"{target}: is a folder where the mask of {p} would go")
+        if target.exists() and not overwrite:
+            raise ValueError(f"{target}: already exists; give --overwrite to replace it")
+        taken[key] = p
+        targets.append(target)
+    return targets

@@ -11,9 +11,10 @@ from jnet.training.config import TrainConfig
 from jnet.training.evaluate import checkpoint_data, evaluate, evaluate_checkpoint
 from jnet.training.scores import SCORES_FILE, ImageScores, image_scores, read_scores, write_scores
 from jnet.training.splits import load_training_data, make_split
-from jnet.training.trainer import Trainer, benchmark_training, fit, train
+from jnet.training.trainer import RUN_FILES, Trainer, benchmark_training, fit, train
 
 __all__ = [
+    "RUN_FILES",
     "SCORES_FILE",
     "ImageScores",
     "TrainConfig",

@@ -9,7 +9,10 @@ anything but tensors and plain Python values is refused with a clear error.
 
 from __future__ import annotations
 
+import os
 import pickle
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from jnet.io import atomic_write
 from jnet.model import JNet
 
 FORMAT = 1
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 
 
 def save_checkpoint(path: str | Path, model: JNet, **extra: Any) -> Path:
@@ -39,30 +43,61 @@ def save_checkpoint(path: str | Path, model: JNet, **extra: Any) -> Path:
         "state_dict": model.state_dict(),
         **extra,
     }
-    with atomic_write(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_write(path) as tmp, tmp.open("wb") as f:
+        try:
+            torch.save(payload, f)  # through a Python file, so that a failed write shows as the OSError it is
+        except RuntimeError as err:  # torch wraps it ("unexpected pos ..."): a full disk, a quota, an I/O error
+            cause = err.__context__
+            if isinstance(cause, KeyboardInterrupt):  # Ctrl-C inside torch.save: the interrupt, not torch's error
+                raise cause from None
+            if not isinstance(cause, OSError) or cause.errno is None:
+                raise
+            raise OSError(cause.errno, cause.strerror or os.strerror(cause.errno)) from err
     return path
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint safely (``weights_only=True``); errors name the file and the problem."""
+    """Read a checkpoint safely (``weights_only=True``); errors name the file and the problem.
+
+    A file whose pickle names a function or class is refused as one that could run code; any
+    other file that fails to load is "not a checkpoint" when it does not start as the zip
+    archive that ``torch.save`` writes (random bytes, text), else "truncated or corrupt".
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a checkpoint")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if not magic:
+        raise ValueError(f"{path}: an empty file, not a checkpoint")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"{path}: refused to load: the file holds objects other than tensors and plain values "
-            f"(it could run code), so it is not a jnet checkpoint ({str(err).splitlines()[0]})"
-        ) from err
-    except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt: {err})") from err
+        with warnings.catch_warnings(record=True) as caught:  # a file that fails is one error line, not warnings too
+            warnings.simplefilter("always")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    except Exception as err:  # torch reports a damaged file in many ways (UnpicklingError, RuntimeError, KeyError ...)
+        named = re.search(r"\bGLOBAL ([\w.]+)", str(err))  # the weights-only unpickler met a function or class
+        if isinstance(err, pickle.UnpicklingError) and named is not None:
+            raise ValueError(
+                f"{path}: refused to load: the file holds objects other than tensors and plain values "
+                f"({named.group(1)}: it could run code), so it is not a jnet checkpoint"
+            ) from err
+        if magic != _ZIP_MAGIC:
+            raise ValueError(f"{path}: not a checkpoint (not a file that torch.save writes)") from err
+        raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt: {_first_line(err)})") from err
     if not isinstance(ckpt, dict) or "model_config" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"{path}: not a jnet checkpoint (no model_config / state_dict)")
     if ckpt.get("format", 0) > FORMAT:
         raise ValueError(f"{path}: checkpoint format {ckpt['format']} is newer than this jnet ({__version__})")
     return ckpt
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0].split(". ")[0] if lines else type(err).__name__  # its first sentence
 
 
 def load_checkpoint(path: str | Path, full_resolution_input: bool | None = None) -> tuple[JNet, dict[str, Any]]:

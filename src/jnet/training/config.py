@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,9 @@ class TrainConfig:
     """Every setting of a training run; written to the run directory as ``config.yaml``.
 
     ``num_classes=None`` takes ``K`` from the data: 1 (sigmoid) for one foreground class,
-    else the number of foreground classes + 1 (softmax with background).
+    else the number of foreground classes + 1 (softmax with background). Every value is
+    checked against its field's type when the config is built: ``epochs: "ten"`` or
+    ``lr: [1]`` is a ValueError that names the setting (and, from a file, the file).
     """
 
     # data
@@ -59,6 +64,7 @@ class TrainConfig:
     amp: bool = True
 
     def __post_init__(self) -> None:
+        _check_types(self)
         check_option("schedule", self.schedule, SCHEDULES)
         check_option("device", self.device, ("auto", "cpu", "cuda"))
         for name in ("epochs", "batch_size", "input_size", "output_size"):
@@ -82,7 +88,12 @@ class TrainConfig:
         values = read_yaml(path, "config file") or {}
         if not isinstance(values, dict):
             raise ValueError(f"{path}: a config file must hold a mapping of settings")
-        return cls.from_dict(values, str(path))
+        try:
+            return cls.from_dict(values, str(path))
+        except ValueError as err:
+            if str(err).startswith(str(path)):
+                raise
+            raise ValueError(f"{path}: {err}") from None
 
     def to_yaml(self) -> str:
         """The config as YAML text."""
@@ -109,3 +120,49 @@ class TrainConfig:
     def build_model(self, in_channels: int, num_classes: int) -> JNet:
         """The model this config describes (:meth:`jnet.JNet.from_config` of :meth:`model_config`)."""
         return JNet.from_config(self.model_config(in_channels, num_classes))
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping",
+               list: "a list of numbers", type(None): "null"}  # fmt: skip
+
+
+def _check_types(config: TrainConfig) -> None:
+    """Every field holds a value of its annotated type, or a ValueError names the field.
+
+    Integers are accepted for float fields (``lr: 1``), and so are strings that read as a
+    number: YAML 1.1 reads ``1e-3`` (no dot) as a string. Booleans are not integers here.
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        hint = hints[f.name]
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        value, allowed = getattr(config, f.name), typing.get_args(hint) if union else (hint,)
+        for kind in allowed:
+            ok, typed = _as_type(value, typing.get_origin(kind) or kind)
+            if ok:
+                setattr(config, f.name, typed)
+                break
+        else:
+            wanted = " or ".join(_TYPE_NAMES[typing.get_origin(k) or k] for k in allowed)
+            raise ValueError(f"setting {f.name} must be {wanted}, got {value!r}")
+
+
+def _as_type(value: Any, kind: type) -> tuple[bool, Any]:
+    """``(whether value is a kind, the value as that kind)``; see :func:`_check_types`."""
+    if kind is bool or isinstance(value, bool):
+        return (kind is bool and isinstance(value, bool)), value
+    if kind is int:
+        return isinstance(value, numbers.Integral), int(value) if isinstance(value, numbers.Integral) else value
+    if kind is float:
+        if isinstance(value, numbers.Real):
+            return True, float(value)
+        if not isinstance(value, str):
+            return False, value
+        try:
+            return True, float(value)
+        except ValueError:
+            return False, value
+    if kind is list:
+        numeric = isinstance(value, list) and all(_as_type(v, float)[0] and not isinstance(v, str) for v in value)
+        return numeric, [float(v) for v in value] if numeric else value
+    return isinstance(value, kind), value

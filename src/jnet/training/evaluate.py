@@ -18,6 +18,7 @@ import torch
 
 from jnet._options import check_option
 from jnet.data.prepare import SliceData, downsample
+from jnet.io import read_json
 from jnet.metrics import SegmentationMetrics, logits_to_labels, upsample_labels, upsample_logits
 from jnet.model import JNet
 from jnet.training.checkpoint import load_checkpoint
@@ -151,7 +152,10 @@ def checkpoint_data(
         path = Path(split_file) if split_file else Path(checkpoint).with_name("split.json")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no split.json for --split val (give --split all or a split file)")
-        chosen = json.loads(path.read_text())["val"]
+        split_values = read_json(path, "split file")
+        if not isinstance(split_values, dict) or not isinstance(split_values.get("val"), list):
+            raise ValueError(f"{path}: a split file needs a 'val' list of patient ids")
+        chosen = split_values["val"]
         slices = slices.subset(np.isin(slices.patient_id, chosen))
         if len(slices) == 0:
             raise ValueError(f"none of the validation patients of {path} are in {spec}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import numpy as np
 from jnet.data.cache import cached_load
 from jnet.data.prepare import SliceData, kfold_split, patient_split
 from jnet.data.sources import load_data
+from jnet.io import read_json
 from jnet.training.config import TrainConfig
 
 
@@ -19,6 +19,8 @@ def load_training_data(config: TrainConfig) -> SliceData:
 
     options = {"size": config.output_size, **config.data_options}
     if config.cache_dir:
+        if Path(config.cache_dir).exists() and not Path(config.cache_dir).is_dir():
+            raise ValueError(f"{config.cache_dir}: is a file; cache_dir names a folder for the prepared data")
         return cached_load(config.data, config.cache_dir, **options)
     return load_data(config.data, **options)
 
@@ -27,11 +29,11 @@ def make_split(config: TrainConfig, patient_id: np.ndarray) -> dict[str, Any]:
     """The patient split: a saved ``split_file``, a k-fold fold, or a seeded fraction."""
     if config.split_file:
         path = Path(config.split_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such split file")
-        split = json.loads(path.read_text())
-        if not isinstance(split, dict) or "train" not in split or "val" not in split:
+        split = read_json(path, "split file")
+        if not isinstance(split, dict) or not all(isinstance(split.get(k), list) for k in ("train", "val")):
             raise ValueError(f"{path}: a split file needs 'train' and 'val' lists of patient ids")
+        if not all(isinstance(p, str) for p in split["train"] + split["val"]):
+            raise ValueError(f"{path}: patient ids must be strings (as in the data and in jnet's split.json)")
         known = set(np.unique(patient_id).astype(str))
         missing = sorted((set(split["train"]) | set(split["val"])) - known)
         if missing:

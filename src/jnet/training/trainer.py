@@ -41,7 +41,7 @@ import torch.distributed as dist
 from jnet.data.augment import AugmentConfig
 from jnet.data.dataset import SliceBatches, SliceDataset
 from jnet.data.prepare import SliceData, downsample, save_split
-from jnet.io import write_text
+from jnet.io import read_json, write_text
 from jnet.losses import MultiScaleLoss
 from jnet.metrics import SegmentationMetrics
 from jnet.model import JNet
@@ -57,6 +57,10 @@ EpochCallback = Callable[[dict[str, Any]], None]
 BatchCallback = Callable[[int, int, float, float], None]
 
 VAL_BATCH = 64  # validation images per forward pass
+
+#: The files a run writes into its run directory (and only these).
+RUN_FILES = ("config.yaml", "split.json", "history.csv", "checkpoint_last.pt", "checkpoint_best.pt", "metrics.json",
+             SCORES_FILE)  # fmt: skip
 
 
 def _device(config: TrainConfig) -> torch.device:
@@ -169,7 +173,7 @@ class Trainer:
             self.last = read_checkpoint(self.out / "checkpoint_last.pt")
         if self.last is not None:
             assert self.out is not None
-            self.split = json.loads((self.out / "split.json").read_text())
+            self.split = read_json(self.out / "split.json", "split file")
         else:
             self.split = make_split(config, data.patient_id)
         self.train_data = data.subset(np.isin(data.patient_id, self.split["train"]))
