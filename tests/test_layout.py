@@ -16,6 +16,7 @@ PACKAGE = SRC / "jnet"
 LAYERS = [
     ("jnet._options", "jnet._version", "jnet.io", "jnet.registry", "jnet.resize"),
     ("jnet.data", "jnet.models", "jnet.heads", "jnet.losses", "jnet.metrics"),
+    ("jnet.compiled",),
     ("jnet.model",),
     ("jnet.training",),
     ("jnet.deploy",),

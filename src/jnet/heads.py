@@ -26,7 +26,14 @@ accepts any output size at least the input size. There is no hidden final resize
 
 The J-Net heads contain no non-linearity (the paper lists none and counts only the
 convolutions' weights): the cascade is a learned *linear* up-sampler of the base logits.
-``jnet-guided`` stays linear in the logits and in the image.
+``jnet-guided`` stays linear in the logits and in the image without its uncertainty gate.
+
+Because of that, each output of ``jnet``, ``jnet-noskip`` and ``jnet-single`` equals one 3x3
+convolution of ``y0`` at the input resolution and a pixel shuffle, and ``jnet-guided`` has a
+form with one such convolution per stage (:mod:`jnet.compiled`). Their ``forward`` takes an
+optional ``compiled`` callable that computes the outputs in that form instead of the cascade
+(what :class:`jnet.JNet` passes by default): run inside the head, so that it is the head's part
+of a trace or an ONNX graph.
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ from torch import nn
 from jnet._options import Size, check_option, to_size
 from jnet.registry import Registry
 from jnet.resize import downsample_image
+
+#: A callable that computes a head's outputs in another form (``forward(..., compiled=...)``).
+CompiledForm = Callable[..., list[torch.Tensor]]
 
 
 def num_upscaling_stages(input_size: int | Sequence[int], output_size: int | Sequence[int]) -> int:
@@ -88,11 +98,12 @@ def _stage_sizes(input_size: Size, m: int) -> list[Size]:
 
 
 def _fast_path(x: torch.Tensor) -> bool:
-    """Whether the batch-folded kernels below may replace the modules' own forward: in training
-    on a CPU (where they matter: forward and backward at full resolution) and never in export."""
+    """Whether the batch-folded kernels below may replace the modules' own forward: in float32
+    training on a CPU (where they matter: oneDNN's forward and backward at full resolution; in
+    float64, which oneDNN does not run, one group at a time they are slower) and never in export."""
     if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         return False
-    return x.device.type == "cpu" and x.shape[0] > 1 and torch.is_grad_enabled()
+    return x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[0] > 1 and torch.is_grad_enabled()
 
 
 def _conv3x3(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -141,7 +152,9 @@ class Head(nn.Module):
     """Base class: ``forward(y0)`` returns the outputs at ``self.scales`` (coarsest first).
 
     A head with ``needs_image = True`` is called as ``forward(y0, image)`` with the
-    full-resolution image ``(B, C, H, W)``, ``(H, W) = output_size``.
+    full-resolution image ``(B, C, H, W)``, ``(H, W) = output_size``. The J-Net heads also take
+    ``compiled``: a callable of the same arguments that computes their outputs another way
+    (:mod:`jnet.compiled`), returned as it is.
     """
 
     needs_image = False
@@ -251,8 +264,8 @@ class JNetHead(Head):
         convt, conv, conv2 = 4 * k * k + k, 9 * k * k + k, 18 * k * k + k
         return m * convt + (m - len(s)) * conv + len(s) * conv2 + sum(s) * convt + len(s) * conv
 
-    def forward(self, y0: torch.Tensor) -> list[torch.Tensor]:
-        return self._cascade(y0)
+    def forward(self, y0: torch.Tensor, compiled: CompiledForm | None = None) -> list[torch.Tensor]:
+        return self._cascade(y0) if compiled is None else compiled(y0)
 
     def _cascade(
         self, y0: torch.Tensor, extra: Callable[[int, torch.Tensor], torch.Tensor] | None = None
@@ -301,7 +314,9 @@ class SingleStepHead(Head):
         if init == "nearest":
             _init_nearest(self)
 
-    def forward(self, y0: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, y0: torch.Tensor, compiled: CompiledForm | None = None) -> list[torch.Tensor]:
+        if compiled is not None:
+            return compiled(y0)
         return [y0, _conv3x3(self.conv, _up2(self.up, y0))]  # (B, K, h, w), (B, K, 2^m h, 2^m w)
 
 
@@ -335,8 +350,19 @@ def _box(x: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 def _image_pyramid(image: torch.Tensor, sizes: Sequence[Size]) -> list[torch.Tensor]:
-    """``image`` area-down-sampled to every size in ``sizes`` (each a power-of-two fraction of it)."""
-    return [downsample_image(image, size, "area") for size in sizes]
+    """``image`` area-down-sampled to every size in ``sizes`` (each a power-of-two fraction of it).
+
+    Each level is pooled from the next larger one (an average of equal block averages is the
+    block average), largest first: the same numbers up to float rounding, and a small fraction
+    of the work of pooling every level from the full resolution.
+    """
+    levels: dict[Size, torch.Tensor] = {}
+    source = image
+    for size in sorted(set(sizes), key=lambda s: s[0] * s[1], reverse=True):
+        exact = source.shape[-2] % size[0] == 0 and source.shape[-1] % size[1] == 0
+        levels[size] = downsample_image(source if exact else image, size, "area")
+        source = levels[size] if exact else source
+    return [levels[size] for size in sizes]
 
 
 def _uncertainty(logits: torch.Tensor) -> torch.Tensor:
@@ -412,19 +438,33 @@ class GuidedJNetHead(JNetHead):
         extra = len(set(guided_stages)) * 9 * num_classes * 2 * in_channels
         return JNetHead.count_parameters(num_classes, num_stages, skip_stages) + extra
 
-    def forward(self, y0: torch.Tensor, image: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
-        guides = _image_pyramid(image, self.scales[1:])  # [(B, C, 2h, 2w), ..., (B, C, H, W)]
+    def forward(  # type: ignore[override]
+        self, y0: torch.Tensor, image: torch.Tensor, compiled: CompiledForm | None = None
+    ) -> list[torch.Tensor]:
+        if compiled is not None:
+            return compiled(y0, image)
+        features = self.image_features(image)
 
         def add_image(i: int, u: torch.Tensor) -> torch.Tensor:  # (B, nK, 2s, 2s) -> (B, nK + 2C, 2s, 2s)
-            if i not in self.guided_stages:
-                return u
-            g = guides[i - 1]  # (B, C, 2s, 2s)
-            f = torch.cat([g, g - _box(g, 1)], dim=1)  # (B, 2C, 2s, 2s): intensity, local contrast
-            if self.gate:
-                f = f * _uncertainty(u[:, : self.num_classes])  # (B, 2C, 2s, 2s) * (B, 1, 2s, 2s)
-            return torch.cat([u, f], dim=1)
+            f = features[i - 1]
+            return u if f is None else torch.cat([u, self.gated(f, u)], dim=1)
 
         return self._cascade(y0, add_image)
+
+    def image_features(self, image: torch.Tensor) -> list[torch.Tensor | None]:
+        """What each stage's conv reads of the image: ``[g_i, g_i - box3x3(g_i)]`` ``(B, 2C, 2^i h, 2^i w)``
+        for a guided stage ``i`` (the image area-down-sampled to the stage's resolution and its local
+        contrast), ``None`` for the others."""
+        guides = _image_pyramid(image, self.scales[1:])  # [(B, C, 2h, 2w), ..., (B, C, H, W)]
+        return [
+            torch.cat([g, g - _box(g, 1)], dim=1) if i in self.guided_stages else None
+            for i, g in enumerate(guides, start=1)
+        ]
+
+    def gated(self, features: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """A stage's image ``features`` ``(B, 2C, H, W)`` times the uncertainty of its up-sampled logits
+        ``u[:, :K]`` ``(B, >= K, H, W)`` (unchanged if ``gate`` is off)."""
+        return features * _uncertainty(u[:, : self.num_classes]) if self.gate else features
 
 
 class GuidedFilterHead(Head):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -10,7 +11,8 @@ import torch
 from torch import nn
 
 from jnet._options import check_option
-from jnet.heads import Head, create_head, head_needs_image, to_size
+from jnet.compiled import CompiledGuidedHead, CompiledHead, is_affine_head
+from jnet.heads import GuidedJNetHead, Head, create_head, head_needs_image, to_size
 from jnet.models.registry import create_model
 from jnet.resize import DOWNSAMPLE_MODES, downsample_image
 
@@ -52,6 +54,15 @@ class JNet(nn.Module):
             above); ``None``: only when the head needs the image.
         downsample_mode: how the model down-samples its input, ``"area"`` or ``"bilinear"``
             (as the data pipeline's ``downsample_mode``).
+        compiled_head: in eval mode, compute the head in its compiled form (:mod:`jnet.compiled`):
+            ``jnet``, ``jnet-noskip`` and ``jnet-single`` as one conv at the input resolution and a
+            pixel shuffle per scale, ``jnet-guided`` with one conv per stage below the stage's
+            resolution; the same outputs as the cascade, faster. ``False`` runs the cascade. The
+            kernels are derived from the head's parameters (not stored: the state dict is the
+            same either way) when the model enters eval mode and again after any change.
+        compiled_training: also in training mode, for ``jnet``, ``jnet-noskip`` and
+            ``jnet-single`` (every scale; gradients reach the head's parameters through the
+            kernels' derivation).
 
     Example:
         >>> import torch
@@ -75,6 +86,8 @@ class JNet(nn.Module):
         return_all: bool | None = None,
         full_resolution_input: bool | None = None,
         downsample_mode: str = "area",
+        compiled_head: bool = False,
+        compiled_training: bool = False,
     ) -> None:
         super().__init__()
         self.input_size = to_size(input_size, "input_size")
@@ -101,6 +114,7 @@ class JNet(nn.Module):
         self.return_all = return_all
         self.downsample_mode = check_option("downsample mode", downsample_mode, DOWNSAMPLE_MODES)
         self.full_resolution_input = self.head.needs_image if full_resolution_input is None else full_resolution_input
+        self._compiled_head, self._compiled_training = bool(compiled_head), bool(compiled_training)
         self.config = {
             "backbone": self.backbone_name,
             "num_classes": num_classes,
@@ -112,7 +126,16 @@ class JNet(nn.Module):
             "head_options": dict(head_options or {}),
             "full_resolution_input": self.full_resolution_input,
             "downsample_mode": downsample_mode,
+            "compiled_head": bool(compiled_head),
+            "compiled_training": bool(compiled_training),
         }
+        # derived from the head's parameters, not a submodule: the state dict stays the head's
+        compiled: CompiledHead | CompiledGuidedHead | None = None
+        if is_affine_head(self.head):
+            compiled = CompiledHead(self.head)
+        elif isinstance(self.head, GuidedJNetHead):
+            compiled = CompiledGuidedHead(self.head)
+        object.__setattr__(self, "_compiled", compiled)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], **overrides: Any) -> JNet:
@@ -137,6 +160,32 @@ class JNet(nn.Module):
         if not isinstance(values.get("backbone"), str):
             raise ValueError(f"a model config names its backbone (a registered model); got {values.get('backbone')!r}")
         return cls(**values)
+
+    @property
+    def compiled_head(self) -> bool:
+        """Whether eval mode runs the head in its compiled form, where it has one (the constructor's argument)."""
+        return self._compiled_head
+
+    @compiled_head.setter
+    def compiled_head(self, value: bool) -> None:
+        self._compiled_head = self.config["compiled_head"] = bool(value)
+
+    @property
+    def compiled_training(self) -> bool:
+        """Whether training mode runs an affine head in its compiled form (the constructor's argument)."""
+        return self._compiled_training
+
+    @compiled_training.setter
+    def compiled_training(self, value: bool) -> None:
+        self._compiled_training = self.config["compiled_training"] = bool(value)
+
+    def train(self, mode: bool = True) -> JNet:
+        """Set the mode; entering eval mode derives the compiled head's kernels (see ``compiled_head``),
+        so that the first call, a profile or an export finds them ready."""
+        super().train(mode)
+        if not mode and self._compiled_head and self._compiled is not None:
+            self._compiled.refresh()
+        return self
 
     @property
     def full_resolution_input(self) -> bool:
@@ -185,7 +234,16 @@ class JNet(nn.Module):
                 f"the backbone returned logits of size {tuple(y0.shape[-2:])}, "
                 f"but the head expects the input resolution {self.input_size}"
             )
-        # [(B, K, h, w), ..., (B, K, H, W)]; an image-guided head also reads the (B, C, H, W) image
-        outs = self.head(y0, image) if self.head.needs_image else self.head(y0)
         want_all = self.training if self.return_all is None else self.return_all
+        options = {}
+        if self._compiled is not None and self._use_compiled():  # the same outputs, computed in the head
+            options["compiled"] = functools.partial(self._compiled.forward, final_only=not want_all)
+        # [(B, K, h, w), ..., (B, K, H, W)] (or [(B, K, H, W)] when compiled and not want_all);
+        # an image-guided head also reads the (B, C, H, W) image
+        outs = self.head(y0, image, **options) if self.head.needs_image else self.head(y0, **options)
         return outs if want_all else outs[-1]
+
+    def _use_compiled(self) -> bool:
+        if not self.training:
+            return self._compiled_head
+        return self._compiled_training and isinstance(self._compiled, CompiledHead)
