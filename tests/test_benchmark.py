@@ -101,7 +101,7 @@ def test_benchmark_short_run(runtime: str) -> None:
     assert (r["runtime"], r["batch_size"], r["threads"], r["runs"], r["precision"]) == (runtime, 1, 1, 5, "fp32")
     assert 0 < r["latency_ms_min"] <= r["latency_ms_median"] <= r["latency_ms_p90"]
     assert r["latency_ms_median"] < 5_000
-    assert r["gmacs_per_image"] == pytest.approx(318_464 / 1e9)
+    assert r["gmacs_per_image"] == pytest.approx(222_272 / 1e9)  # the compiled head (tests/test_profile.py)
     assert r["gmacs_per_second"] == pytest.approx(r["gmacs_per_image"] * r["images_per_second"])
     assert r["fraction_of_peak"] == pytest.approx(r["gmacs_per_second"] / r["peak_gmacs_per_second"])
     # the share is 1 - (alternated backbone / full) ratio; its sign is left to timing (noisy under load)

@@ -137,10 +137,11 @@ def test_every_command_module_adds_its_parser_and_runs(capsys) -> None:
 
 
 #: TrainConfig fields that are not ``--field-name`` flags; the reason is in jnet.cli.train.NOT_FLAGS.
-TRAIN_FLAG_EXCEPTIONS = {"data_options", "head_options", "loss_weights", "downsample_mode", "amp"}
+TRAIN_FLAG_EXCEPTIONS = {"data_options", "head_options", "loss_weights", "downsample_mode", "amp", "compiled_head"}
 #: ``jnet train`` options that are not TrainConfig fields (or set one in their own way).
 TRAIN_OWN_OPTIONS = {
     "--help", "--config", "--out", "--resume", "--overwrite", "--option", "--head-init", "--loss-weights",
+    "--cascade-head",
 }  # fmt: skip
 
 
@@ -163,6 +164,9 @@ def test_train_flags_set_the_config(tmp_path) -> None:
     config = train_config_from_args(build_parser().parse_args(argv))
     assert (config.batch_size, config.lr, config.augment, config.folds, config.head) == (4, 0.01, False, 3, "interp")
     assert config.data_options == {"size": 64} and config.head_options == {"init": "default"}
+    assert config.compiled_head is True
+    config = train_config_from_args(build_parser().parse_args([*argv, "--cascade-head"]))
+    assert config.compiled_head is False and config.model_config(1, 1)["compiled_head"] is False
     assert config.loss_weights == [0.5, 1.0]
     assert config.epochs == TrainConfig().epochs  # not given: the config's default
     assert train_config_from_args(build_parser().parse_args([*argv, "--augment"])).augment is True
@@ -196,7 +200,7 @@ def test_format_comparison_of_settings() -> None:
     config = {"model": "elunet", "head": "jnet", "input_size": 16, "output_size": 256, "batch_size": 1}
     result = {
         "config_a": {**config, "runtime": "torch", "threads": None},
-        "config_b": {**config, "runtime": "onnxruntime", "threads": 2, "onnx_path": "m.onnx"},
+        "config_b": {**config, "runtime": "onnxruntime", "threads": 2, "onnx_path": "m.onnx", "head_form": "compiled"},
         "a": {"latency_ms_median": 4.0, "latency_ms_p90": 4.5},
         "b": {"latency_ms_median": 2.0, "latency_ms_p90": 2.25},
         "ratio": 0.5,
@@ -208,7 +212,7 @@ def test_format_comparison_of_settings() -> None:
     }  # fmt: skip
     assert format_comparison_of_settings(result).splitlines() == [
         "a: elunet + jnet, 16 -> 256, torch, batch 1, threads default: median 4.000 ms, p90 4.500 ms",
-        "b: elunet + jnet, 16 -> 256, onnxruntime m.onnx, batch 1, threads 2: median 2.000 ms, p90 2.250 ms",
+        "b: elunet + jnet (compiled), 16 -> 256, onnxruntime m.onnx, batch 1, threads 2: median 2.000 ms, p90 2.250 ms",
         "ratio b/a 0.500 (b is 2.00x as fast as a); 100 alternated runs each after 10 warm-up",
         "  machine: Some CPU (avx2 fma), 2 cores; torch 2.4.0, onnxruntime 1.19.0; load average 0.50 0.25 0.12; "
         "2024-01-01",

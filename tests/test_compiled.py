@@ -321,7 +321,7 @@ def test_state_dict_round_trip_with_compiled_on_and_off(tmp_path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), expected, rtol=0, atol=0)
     old_style = {k: v for k, v in net.config.items() if not k.startswith("compiled")}  # a checkpoint from before
-    assert jnet.JNet.from_config(old_style).config["compiled_head"] is False  # the default, for now
+    assert jnet.JNet.from_config(old_style).config["compiled_head"] is True  # the default
 
 
 def test_heads_without_a_compiled_form_are_left_alone() -> None:
@@ -428,3 +428,29 @@ def test_onnx_export_of_the_compiled_guided_head(tmp_path) -> None:
     with torch.no_grad():
         expected = cascade.eval()(x).numpy()
     assert np.abs(run_onnx(ort_session(path, threads=1), x) - expected).max() <= 1e-4
+
+
+@pytest.mark.slow
+def test_export_cli_compiles_by_default_and_keeps_the_cascade_on_request(tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    from jnet.cli import main
+    from jnet.deploy.export import op_counts, read_metadata
+    from jnet.deploy.onnxrt import ort_session, run_onnx
+    from jnet.training.checkpoint import load_checkpoint, save_checkpoint
+
+    net = model("jnet")
+    save_checkpoint(tmp_path / "c.pt", net)
+    assert load_checkpoint(tmp_path / "c.pt")[0].head_form == "compiled"
+    assert load_checkpoint(tmp_path / "c.pt", compiled_head=False)[0].head_form == "modules"
+    compiled, cascade = tmp_path / "compiled.onnx", tmp_path / "cascade.onnx"
+    assert main(["export", "--checkpoint", str(tmp_path / "c.pt"), "--out", str(compiled)]) == 0
+    assert main(["export", "--checkpoint", str(tmp_path / "c.pt"), "--out", str(cascade), "--cascade-head"]) == 0
+    assert read_metadata(compiled)["model_config"]["compiled_head"] is True
+    assert read_metadata(cascade)["model_config"]["compiled_head"] is False
+    ops_compiled, ops_cascade = op_counts(compiled), op_counts(cascade)
+    assert ops_compiled["DepthToSpace"] == 1 and "DepthToSpace" not in ops_cascade
+    # the head 16 -> 128: 3 stages (a ConvTranspose each), skip stages 2 and 3 stretch y0 by 2 and 3 more
+    assert ops_cascade["ConvTranspose"] == ops_compiled["ConvTranspose"] + 3 + 2 + 3
+    x = torch.randn(2, 1, 128, 128)
+    a, b = (run_onnx(ort_session(p, threads=1), x) for p in (compiled, cascade))
+    assert np.abs(a - b).max() <= 1e-4

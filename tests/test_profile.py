@@ -37,6 +37,10 @@ UNET2_BACKBONE_MACS = UNET2_ENCODER_MACS + UNET2_UP_MACS + UNET2_DECODER_MACS + 
 # stretch: ConvT 16->32 (256 * 4), ConvT 32->64 (1024 * 4), conv 3x3 at 64 (4096 * 9),
 # stage-2 conv reading 2 channels at 64 (4096 * 18)
 JNET_HEAD_16_64_MACS = 1_024 + 9_216 + 4_096 + 1_024 + 4_096 + 36_864 + 73_728  # 130,048
+# the same head compiled (jnet.compiled): the 64x64 output's 4x4 blocks as K r^2 = 16 channels of
+# one conv per border region at 16x16: the 14x14 interior reads 3x3 taps, each of the 4 edges
+# (14 pixels) 2x3 taps, each of the 4 corners 2x2 taps; 16 MACs per tap and pixel
+JNET_HEAD_16_64_COMPILED_MACS = 16 * (14 * 14 * 9 + 4 * 14 * 6 + 4 * 4)  # 33,856
 
 # parameters: DoubleConv(a, b) = 9ab + 9bb + 2 * 2b (two bias-free convs, two batch norms)
 UNET2_PARAMS = (
@@ -48,17 +52,29 @@ UNET2_PARAMS = (
 JNET_HEAD_16_64_PARAMS = 2 * 5 + 1 * 10 + 1 * 19 + 2 * 5 + 1 * 10  # 59 (JNetHead's closed form)
 
 
-def unet2() -> JNet:
-    return JNet("unet", 1, 16, 64, head="jnet", backbone_options={"width": 2})
+def unet2(**options: object) -> JNet:
+    return JNet("unet", 1, 16, 64, head="jnet", backbone_options={"width": 2}, **options)
+
+
+def test_hand_counted_macs_of_the_compiled_head() -> None:
+    model = unet2()
+    assert JNET_HEAD_16_64_COMPILED_MACS == 33_856
+    assert count_macs(model, (1, 1, 16, 16)) == UNET2_BACKBONE_MACS + JNET_HEAD_16_64_COMPILED_MACS
+    info = summarize(model)
+    assert info["head_form"] == "compiled" and info["head_params"] == JNET_HEAD_16_64_PARAMS
+    assert info["gmacs"] == pytest.approx(222_272 / 1e9)
+    assert info["head_gmacs"] == pytest.approx(JNET_HEAD_16_64_COMPILED_MACS / 1e9)
+    assert summarize(JNet("unet", 1, 16, 64, head="none", backbone_options={"width": 2}))["head_form"] == "modules"
 
 
 def test_hand_counted_macs_and_parameters() -> None:
-    model = unet2()
+    model = unet2(compiled_head=False)  # the cascade, as the paper counts it
     assert UNET2_BACKBONE_MACS == 188_416
     assert count_macs(model.backbone, (1, 1, 16, 16)) == UNET2_BACKBONE_MACS
     assert count_macs(model, (1, 1, 16, 16)) == UNET2_BACKBONE_MACS + JNET_HEAD_16_64_MACS
     assert count_macs(model, (3, 1, 16, 16)) == 3 * (UNET2_BACKBONE_MACS + JNET_HEAD_16_64_MACS)
     info = summarize(model)
+    assert info["head_form"] == "modules"
     assert info["params"] == UNET2_PARAMS + JNET_HEAD_16_64_PARAMS == 30_774
     assert info["head_params"] == JNET_HEAD_16_64_PARAMS
     assert info["gmacs"] == pytest.approx(318_464 / 1e9)
@@ -150,10 +166,13 @@ def test_profile_cli(capsys) -> None:
     argv = ["profile", "--model", "unet", "--width", "2", "--input-size", "16", "--output-size", "64"]
     assert main([*argv, "--json", "--train"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["gmacs"] == pytest.approx(318_464 / 1e9)
+    assert info["gmacs"] == pytest.approx(222_272 / 1e9)  # the compiled head
     assert info["train_step_mb"] > info["activation_mb"] > 0
+    assert main([*argv, "--json", "--cascade-head"]) == 0
+    assert json.loads(capsys.readouterr().out)["gmacs"] == pytest.approx(318_464 / 1e9)
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "parameters: 30,774 (head 59)" in out and "measured peak" in out
+    assert "GMACs/image: 0.0002 (head 0.0000, compiled form; --cascade-head: the cascade's)" in out
     assert main(["profile", "--head", "bicubic"]) == 2
     assert "jnet profile: error: unknown head 'bicubic'" in capsys.readouterr().err

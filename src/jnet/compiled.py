@@ -307,13 +307,13 @@ class _Compiled(nn.Module):
         final_only = final_only and self.final_only_kernels
         key = (dtype, final_only, self._state())
         if key not in self._cache:
-            tracing = torch._C._get_tracing_state()  # derive outside any trace: the graph gets the result
-            torch._C._set_tracing_state(None)
-            try:
-                with torch.inference_mode(False), torch.no_grad():
-                    kernels = self._derive(dtype, final_only)
-            finally:
-                torch._C._set_tracing_state(tracing)
+            if torch.jit.is_tracing():  # a trace would record the probe instead of its result
+                raise RuntimeError(
+                    "the compiled head's kernels are derived before tracing: call model.eval() after the last "
+                    "change of the weights, device or dtype, then trace (or build with compiled_head=False)"
+                )
+            with torch.inference_mode(False), torch.no_grad():
+                kernels = self._derive(dtype, final_only)
             self._cache = {old: v for old, v in self._cache.items() if old[2] == key[2]}  # drop stale entries
             self._cache[key] = kernels
         return self._cache[key]

@@ -86,8 +86,8 @@ class JNet(nn.Module):
         return_all: bool | None = None,
         full_resolution_input: bool | None = None,
         downsample_mode: str = "area",
-        compiled_head: bool = False,
-        compiled_training: bool = False,
+        compiled_head: bool = True,
+        compiled_training: bool = True,
     ) -> None:
         super().__init__()
         self.input_size = to_size(input_size, "input_size")
@@ -171,6 +171,12 @@ class JNet(nn.Module):
         self._compiled_head = self.config["compiled_head"] = bool(value)
 
     @property
+    def head_form(self) -> str:
+        """``"compiled"`` if eval mode runs the head in its compiled form (a J-Net head with
+        ``compiled_head``), else ``"modules"`` (the head's modules as written)."""
+        return "compiled" if self._compiled is not None and self._compiled_head else "modules"
+
+    @property
     def compiled_training(self) -> bool:
         """Whether training mode runs an affine head in its compiled form (the constructor's argument)."""
         return self._compiled_training
@@ -184,7 +190,7 @@ class JNet(nn.Module):
         so that the first call, a profile or an export finds them ready."""
         super().train(mode)
         if not mode and self._compiled_head and self._compiled is not None:
-            self._compiled.refresh()
+            self._compiled.refresh(final_only=not self.return_all)
         return self
 
     @property

@@ -108,12 +108,23 @@ def add_model_args(p: argparse.ArgumentParser, checkpoint_help: str) -> None:
         help="the deployment-shaped model: it takes the output-size image and down-samples it itself "
         "(always so for image-guided heads)",
     )  # fmt: skip
+    add_cascade_head_arg(p)
+
+
+def add_cascade_head_arg(p: argparse.ArgumentParser) -> None:
+    """``--cascade-head``: run the J-Net head as its cascade of stages instead of its compiled form."""
+    p.add_argument(
+        "--cascade-head", action="store_true",
+        help="run the J-Net head as its cascade of up-scaling stages, not in its compiled form "
+        "(jnet.compiled: the same outputs to float rounding, at a fraction of the cost)",
+    )  # fmt: skip
 
 
 def model_from_args(args: argparse.Namespace, **overrides: object) -> JNet:
     """The model that :func:`add_model_args`' options name; ``overrides`` replace some of them."""
     spec: dict[str, Any] = {k: getattr(args, k) for k in MODEL_KEYS}
     spec["full_resolution_input"] = True if getattr(args, "full_resolution_input", False) else None
+    spec["compiled_head"] = not getattr(args, "cascade_head", False)
     spec.update(overrides)
     return build_model(**spec)
 

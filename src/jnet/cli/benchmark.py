@@ -56,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--compare",
         default=None,
         metavar="KEY=VALUE[,...]",
-        help="a second configuration (e.g. runtime=onnxruntime), alternated with the first",
+        help="a second configuration (e.g. runtime=onnxruntime, or cascade_head=true), alternated with the first",
     )
     p.add_argument(
         "--config", default=None, metavar="STUDY.yaml",
@@ -171,7 +171,7 @@ def _run_comparison(args: argparse.Namespace, model: JNet, setting: dict[str, An
 
 def _compare_overrides(text: str) -> tuple[dict[str, object], dict[str, object]]:
     """``"runtime=onnxruntime,threads=1"`` -> (model overrides, runner setting overrides)."""
-    keys = set(MODEL_KEYS) | set(SETTING_KEYS)
+    keys = set(MODEL_KEYS) | set(SETTING_KEYS) | {"cascade_head"}
     model_over: dict[str, object] = {}
     setting_over: dict[str, object] = {}
     for pair in filter(None, (p.strip() for p in text.split(","))):
@@ -180,12 +180,16 @@ def _compare_overrides(text: str) -> tuple[dict[str, object], dict[str, object]]
         if not sep or key not in keys:
             raise ValueError(f"--compare takes KEY=VALUE pairs with keys {', '.join(sorted(keys))}; got {pair!r}")
         typed: object = value
-        if key in _INTEGER_KEYS:
+        if key == "cascade_head":  # a flag: cascade_head=true times the cascade against the compiled head
+            if value.strip().lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"--compare cascade_head must be true or false, got {value!r}")
+            key, typed = "compiled_head", value.strip().lower() in ("false", "0")
+        elif key in _INTEGER_KEYS:
             try:
                 typed = int(value)
             except ValueError:
                 raise ValueError(f"--compare {key} must be an integer, got {value!r}") from None
-        (model_over if key in MODEL_KEYS else setting_over)[key] = typed
+        (model_over if key in (*MODEL_KEYS, "compiled_head") else setting_over)[key] = typed
     if not model_over and not setting_over:
         raise ValueError("--compare needs at least one KEY=VALUE that differs, e.g. runtime=onnxruntime")
     return model_over, setting_over

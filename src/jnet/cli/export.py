@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from jnet.cli._common import add_option_arg, add_overwrite_arg, check_out_file, data_options
+from jnet.cli._common import add_cascade_head_arg, add_option_arg, add_overwrite_arg, check_out_file, data_options
 from jnet.deploy.export import export_checkpoint, format_export_report, network_inputs
 from jnet.training.checkpoint import load_checkpoint
 
@@ -31,6 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="export the graph that reads the down-sampled image (default: it takes the full-resolution "
         "image and down-samples it itself, as training did)",
     )  # fmt: skip
+    add_cascade_head_arg(p)
     p.add_argument("--json", action="store_true")
     add_overwrite_arg(p, "the --out file (never the checkpoint itself)")
     p.set_defaults(func=run)
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         speed_runs=args.speed_runs,
         threads=args.threads,
         full_resolution_input=not args.low_res_input,
+        compiled_head=not args.cascade_head,
     )
     print(json.dumps(report, indent=1) if args.json else format_export_report(report, args.data))
     return 0

@@ -9,7 +9,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from jnet.cli._common import add_overwrite_arg, check_out_dir
+from jnet.cli._common import add_cascade_head_arg, add_overwrite_arg, check_out_dir
 from jnet.deploy.predict import predict_files
 
 
@@ -22,6 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resize", default=None, help="resize or pad_crop (default: the training reader's)")
     p.add_argument("--normalize", default=None, help="zscore, percentile or slice (default: as in training)")
     p.add_argument("--modalities", default=None, help="for 4D volumes, e.g. 0 or 0,1 (default: as in training)")
+    add_cascade_head_arg(p)
     add_overwrite_arg(p, "masks that exist already in --out (an input file is never replaced)")
     p.set_defaults(func=run)
 
@@ -40,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{i}/{n} {r['input']} -> {r['output']} (foreground {r['foreground']:.2%})", flush=True)
 
         results = predict_files(args.checkpoint, args.inputs, args.out, resize=args.resize, normalize=args.normalize,
-                                modalities=modalities, on_file=report, overwrite=args.overwrite)  # fmt: skip
+                                modalities=modalities, on_file=report, overwrite=args.overwrite,
+                                compiled_head=not args.cascade_head)  # fmt: skip
     print(f"{len(results)} mask(s) written to {args.out}")
     return 0
 

@@ -14,7 +14,14 @@ from typing import Any
 
 from tqdm import tqdm
 
-from jnet.cli._common import add_option_arg, check_out_dir, check_writable_folder, data_options, same_file
+from jnet.cli._common import (
+    add_cascade_head_arg,
+    add_option_arg,
+    check_out_dir,
+    check_writable_folder,
+    data_options,
+    same_file,
+)
 from jnet.heads import list_heads
 from jnet.io import write_text
 from jnet.losses import list_losses
@@ -28,6 +35,7 @@ NOT_FLAGS: dict[str, str] = {
     "loss_weights": "--loss-weights all, final or w0,w1,...",
     "downsample_mode": "only in a --config file",
     "amp": "only in a --config file",
+    "compiled_head": "--cascade-head (compiled_head: false)",
 }
 
 
@@ -104,6 +112,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             p.add_argument(flag, type=typ, default=None, help=text)
     p.add_argument("--loss-weights", default=None, help="all (default), final, or w0,w1,... coarsest first")
     p.add_argument("--head-init", default=None, help="nearest (default) or default (PyTorch's)")
+    add_cascade_head_arg(p)
     add_option_arg(p)
     p.set_defaults(func=run)
 
@@ -127,6 +136,8 @@ def given_settings(args: argparse.Namespace, base: dict[str, Any] | None = None)
         values["data_options"] = {**dict(values.get("data_options") or {}), **data_options(args.option)}
     if args.head_init is not None:
         values["head_options"] = {**dict(values.get("head_options") or {}), "init": args.head_init}
+    if getattr(args, "cascade_head", False):
+        values["compiled_head"] = False
     return values
 
 

@@ -98,15 +98,16 @@ def build_model(
     in_channels: int = 1,
     width: int | None = None,
     full_resolution_input: bool | None = None,
+    compiled_head: bool = True,
 ) -> JNet:
     """The model of a checkpoint, or (without one) a freshly initialised configuration, in eval mode.
 
     ``full_resolution_input=True`` gives the deployment-shaped model (it takes the
     ``output_size`` image and down-samples it itself); ``None`` keeps the checkpoint's, or the
-    head's default.
+    head's default. ``compiled_head=False`` runs a J-Net head as its cascade (:mod:`jnet.compiled`).
     """
     if checkpoint is not None:
-        return load_checkpoint(Path(checkpoint), full_resolution_input=full_resolution_input)[0]
+        return load_checkpoint(Path(checkpoint), full_resolution_input, compiled_head)[0]
     config = {
         "backbone": model,
         "num_classes": num_classes,
@@ -116,6 +117,7 @@ def build_model(
         "in_channels": in_channels,
         "backbone_options": {} if width is None else {"width": width},
         "full_resolution_input": full_resolution_input,
+        "compiled_head": compiled_head,
     }
     return JNet.from_config(config).eval()
 
@@ -148,6 +150,7 @@ def describe(model: JNet) -> dict[str, Any]:
         "in_channels": cfg["in_channels"],
         "width": cfg["backbone_options"].get("width"),
         "full_resolution_input": model.full_resolution_input,
+        "head_form": model.head_form,
     }
 
 
@@ -366,11 +369,19 @@ def format_environment(env: dict[str, Any]) -> str:
     )
 
 
+def _form(config: dict[str, Any]) -> str:
+    """`` (compiled)`` or `` (cascade)`` for a J-Net head, else (or for results from before the option) nothing."""
+    form = config.get("head_form")
+    if form == "compiled":
+        return " (compiled)"
+    return " (cascade)" if form == "modules" and str(config.get("head", "")).startswith("jnet") else ""
+
+
 def format_benchmark(result: dict[str, Any]) -> str:
     """:func:`benchmark`'s result as text (with ``op_profile``, :func:`onnx_op_profile`'s, when present)."""
     r = result
     lines = [
-        f"{r['model']} + {r['head']} head, {r['input_size']} -> {r['output_size']}"
+        f"{r['model']} + {r['head']} head{_form(r)}, {r['input_size']} -> {r['output_size']}"
         f"{' (full-resolution input)' if r.get('full_resolution_input') else ''}, K={r['num_classes']}; "
         f"{r['runtime']} ({r['precision']}), batch {r['batch_size']}, {r['threads']} thread(s)",
         f"  latency: median {r['latency_ms_median']:.3f} ms, p90 {r['latency_ms_p90']:.3f} ms "
@@ -404,8 +415,8 @@ def format_comparison_of_settings(result: dict[str, Any]) -> str:
         c, s = result[f"config_{k}"], result[k]
         onnx = f" {c['onnx_path']}" if c.get("onnx_path") else ""
         lines.append(
-            f"{k}: {c['model']} + {c['head']}, {c['input_size']} -> {c['output_size']}, {c['runtime']}{onnx}, "
-            f"batch {c['batch_size']}, threads {c['threads'] or 'default'}: "
+            f"{k}: {c['model']} + {c['head']}{_form(c)}, {c['input_size']} -> {c['output_size']}, "
+            f"{c['runtime']}{onnx}, batch {c['batch_size']}, threads {c['threads'] or 'default'}: "
             f"median {s['latency_ms_median']:.3f} ms, p90 {s['latency_ms_p90']:.3f} ms"
         )
     lines.append(

@@ -140,6 +140,7 @@ def export_onnx(
     net = fold_batchnorm(model)
     if isinstance(net, JNet):
         net.return_all = False
+        net.eval()  # derives the compiled head's kernels for this copy, before the trace
     example = torch.zeros(shape)
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
     with atomic_write(path) as tmp:
@@ -164,6 +165,7 @@ def export_onnx(
                     raise
                 torch.onnx.export(net, (example,), str(tmp), **kwargs)
         graph = onnx.load(str(tmp))
+        _constants_to_initializers(graph.graph)
         metadata = {"jnet.version": __version__, "jnet.precision": "fp32"}
         if isinstance(model, JNet):
             metadata |= _contract_metadata(model, shape, train_config, class_names)
@@ -174,6 +176,25 @@ def export_onnx(
         onnx.checker.check_model(graph)
         onnx.save(graph, str(tmp))
     return path
+
+
+def _constants_to_initializers(graph: Any) -> None:
+    """Store the float tensors of ``Constant`` nodes as initializers (the compiled head's kernels are
+    derived from the parameters, so the trace holds them as constants), so that the fp16 conversion
+    and the int8 quantiser treat them as the weights they are. Scalars and integer shapes stay."""
+    from onnx import TensorProto
+
+    floats = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16)
+    keep = []
+    for node in graph.node:
+        value = next((a.t for a in node.attribute if a.name == "value"), None) if node.op_type == "Constant" else None
+        if value is not None and value.data_type in floats and len(value.dims) > 0:
+            value.name = node.output[0]
+            graph.initializer.append(value)
+        else:
+            keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
 
 
 def _contract_metadata(
@@ -488,6 +509,7 @@ def export_checkpoint(
     threads: int | None = None,
     exclude_ops: Sequence[str] = (),
     full_resolution_input: bool = True,
+    compiled_head: bool = True,
 ) -> dict[str, Any]:
     """Export a checkpoint's model to ``out`` at ``precision`` and report what changed.
 
@@ -508,6 +530,8 @@ def export_checkpoint(
         exclude_ops: int8 only: op types kept in fp32.
         full_resolution_input: ``False`` exports the graph that reads the down-sampled
             ``(B, C, h, w)`` input instead (not possible for image-guided heads).
+        compiled_head: a J-Net head in its compiled form (:mod:`jnet.compiled`: convs at the
+            input resolution, a ``DepthToSpace``); ``False``: the cascade of stages.
 
     Returns:
         ``path``, ``precision``, ``opset``, ``size_bytes``, ``fp32_size_bytes``, ``ops``,
@@ -521,7 +545,7 @@ def export_checkpoint(
     if precision == "int8" and calibration is None:
         raise ValueError("int8 export needs calibration inputs (jnet export --calibration DATA)")
     try:
-        model, ckpt = load_checkpoint(Path(checkpoint), full_resolution_input=full_resolution_input)
+        model, ckpt = load_checkpoint(Path(checkpoint), full_resolution_input, compiled_head)
     except ValueError as err:
         raise ValueError(f"{checkpoint}: {err}") from err
     want = _input_shape(model, None)[1:]

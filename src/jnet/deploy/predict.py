@@ -191,6 +191,7 @@ def predict_files(
     modalities: Sequence[int] | None = None,
     on_file: Callable[[int, int, dict[str, Any]], None] | None = None,
     overwrite: bool = False,
+    compiled_head: bool = True,
 ) -> list[dict[str, Any]]:
     """Predict every input file into ``out_dir`` (same file name; PNG for 2D images).
 
@@ -198,9 +199,10 @@ def predict_files(
     Every input and every output is checked before any prediction is made: each input exists
     and has a known type; no mask would replace an input (``out_dir`` the inputs' folder), no
     two inputs give one mask (``a/x.png`` and ``b/x.png``, or ``x.png`` and ``x.tif``), and a mask
-    that exists already is replaced only with ``overwrite``.
+    that exists already is replaced only with ``overwrite``. ``compiled_head=False`` runs a J-Net
+    head as its cascade (:mod:`jnet.compiled`).
     """
-    model, ckpt = load_checkpoint(checkpoint, full_resolution_input=True)  # the model down-samples its input
+    model, ckpt = load_checkpoint(checkpoint, True, compiled_head)  # the model down-samples its input
     settings = prediction_settings(ckpt.get("train_config"))  # also what an export's metadata says
     resize = check_option("resize", resize or settings["resize"], ("resize", "pad_crop"))
     normalize = normalize or settings["normalize"]

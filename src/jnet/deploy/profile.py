@@ -72,7 +72,13 @@ def count_macs(model: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
 
 
 def summarize(model: JNet, in_channels: int = 1) -> dict[str, Any]:
-    """Parameters (total, backbone, head), GMACs per image (total and head) and output scales."""
+    """Parameters (total, backbone, head), GMACs per image (total and head) and output scales.
+
+    The MACs are those of the head's form the model runs in eval mode: a J-Net head's compiled
+    form by default (``head_form: compiled``; its MACs are those of the convolutions at the input
+    resolution), the modules as written with ``compiled_head=False`` (``head_form: modules``:
+    the paper's count for the cascade).
+    """
     macs = count_macs(model, (1, in_channels, *model.image_size))
     backbone_macs = count_macs(model.backbone, (1, in_channels, *model.input_size))
     return {
@@ -86,6 +92,7 @@ def summarize(model: JNet, in_channels: int = 1) -> dict[str, Any]:
         "head_params": sum(p.numel() for p in model.head.parameters()),
         "gmacs": macs / 1e9,
         "head_gmacs": (macs - backbone_macs) / 1e9,
+        "head_form": model.head_form,
         "scales": [list(s) for s in model.scales],
     }
 
@@ -288,6 +295,7 @@ def paper_table(
                     out,
                     head="jnet" if network == "J-Net" else "none",
                     backbone_options={} if width is None else {"width": width},
+                    compiled_head=False,  # the paper's network: the cascade as it counts it
                 )
             info = profile_model(model, train=train)
             paper = PAPER_TABLE4[network].get(size, (None, None))
@@ -345,7 +353,8 @@ def format_profile(info: dict[str, Any], in_channels: int = 1) -> str:
         f"{info['backbone']} + {info['head']} head, {h}x{w} -> {oh}x{ow}{full}, K={info['num_classes']}, "
         f"C={in_channels}",
         f"  parameters: {info['params']:,} (head {info['head_params']:,}); weights {info['weights_mb']:.2f} MB",
-        f"  GMACs/image: {info['gmacs']:.4f} (head {info['head_gmacs']:.4f})",
+        f"  GMACs/image: {info['gmacs']:.4f} (head {info['head_gmacs']:.4f}"
+        + (", compiled form; --cascade-head: the cascade's)" if info.get("head_form") == "compiled" else ")"),
         f"  activations, eval forward, batch {info['batch_size']}: {info['activation_mb']:.2f} MB measured peak "
         f"(paper-style forward/backward estimate {info['summary_style_mb']:.2f} MB per image)",
     ]

@@ -100,19 +100,27 @@ def _first_line(err: BaseException) -> str:
     return lines[0].split(". ")[0] if lines else type(err).__name__  # its first sentence
 
 
-def load_checkpoint(path: str | Path, full_resolution_input: bool | None = None) -> tuple[JNet, dict[str, Any]]:
+def load_checkpoint(
+    path: str | Path, full_resolution_input: bool | None = None, compiled_head: bool | None = None
+) -> tuple[JNet, dict[str, Any]]:
     """Rebuild the model from a checkpoint alone; returns ``(model in eval mode, checkpoint dict)``.
 
     ``full_resolution_input``: ``True`` gives the deployment-shaped model that takes the
     full-resolution image and down-samples it itself (as the training pipeline did);
-    ``None`` keeps what the model was trained with.
+    ``None`` keeps what the model was trained with. ``compiled_head``: whether a J-Net head
+    runs in its compiled form (:mod:`jnet.compiled`); ``None`` keeps the checkpoint's setting
+    (compiled, for checkpoints from before the option).
     """
     ckpt = read_checkpoint(path)
     config = dict(ckpt["model_config"])
     trained_mode = (ckpt.get("train_config") or {}).get("downsample_mode")
     if "downsample_mode" not in config and trained_mode is not None:  # checkpoints from before the option
         config["downsample_mode"] = trained_mode
-    overrides = {} if full_resolution_input is None else {"full_resolution_input": full_resolution_input}
+    overrides: dict[str, Any] = {}
+    if full_resolution_input is not None:
+        overrides["full_resolution_input"] = full_resolution_input
+    if compiled_head is not None:
+        overrides["compiled_head"] = compiled_head
     try:
         model = JNet.from_config(config, **overrides)
         model.load_state_dict(ckpt["state_dict"])

@@ -46,6 +46,7 @@ class TrainConfig:
     output_size: int = 256
     num_classes: int | None = None
     downsample_mode: str = "area"
+    compiled_head: bool = True  # a J-Net head trains and evaluates in its compiled form (jnet.compiled)
     # loss
     loss: str = "dice_ce"
     loss_weights: str | list[float] | None = None
@@ -115,6 +116,8 @@ class TrainConfig:
             "backbone_options": {} if self.width is None else {"width": self.width},
             "head_options": dict(self.head_options),
             "downsample_mode": self.downsample_mode,
+            "compiled_head": self.compiled_head,
+            "compiled_training": self.compiled_head,
         }
 
     def build_model(self, in_channels: int, num_classes: int) -> JNet:
