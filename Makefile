@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 
-.PHONY: install test demo demo-quick lint study study-latency study-compare
+.PHONY: install test demo demo-quick lint study study-latency study-compare latency-heads
 
 # torch first, from the CPU wheel, and only when missing: an installed torch is left alone.
 install:
@@ -35,6 +35,11 @@ study: install
 study-latency: install
 	rm -f $(STUDY)/latency.json && $(PYTHON) -m jnet benchmark --config configs/study_lgg.yaml --out $(STUDY)/latency.json
 	$(PYTHON) -m jnet plan --config configs/study_lgg.yaml --results $(STUDY) --benchmark $(STUDY)/latency.json --plot $(STUDY)/quality_vs_latency.png --overwrite
+
+# Latency against input size of none, interp, jnet and jnet-guided, the J-Net heads compiled and
+# as their cascade (configs/latency_heads.yaml; docs/performance.md). On an idle machine too.
+latency-heads: install
+	rm -f results/latency_heads/latency.json && mkdir -p results/latency_heads && $(PYTHON) -m jnet benchmark --config configs/latency_heads.yaml --out results/latency_heads/latency.json --plot results/latency_heads/latency_by_size.png --overwrite
 
 study-compare: install
 	$(PYTHON) -m jnet compare --config configs/study_lgg.yaml --results $(STUDY) --out $(STUDY)/comparisons.json --overwrite --markdown

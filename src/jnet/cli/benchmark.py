@@ -12,7 +12,9 @@ from jnet.cli._common import (
     MODEL_KEYS,
     add_model_args,
     add_option_arg,
+    add_overwrite_arg,
     append_json,
+    check_out_file,
     data_options,
     model_from_args,
     read_results,
@@ -22,12 +24,14 @@ from jnet.deploy.benchmark import (
     compare_settings,
     format_benchmark,
     format_comparison_of_settings,
+    head_form_label,
     model_from_onnx,
     onnx_op_profile,
 )
 from jnet.deploy.export import export_onnx
 from jnet.deploy.latency_grid import load_latency_grid, run_latency_grid
 from jnet.model import JNet
+from jnet.study.figures import plot_latency_by_size
 from jnet.training import TrainConfig, benchmark_training, load_training_data
 
 #: ``--compare`` keys that set the runner rather than the model.
@@ -63,6 +67,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="time every configuration of a study file's latency: section (configs/study_lgg.yaml) instead",
     )  # fmt: skip
     p.add_argument("--out", default=None, help="append the result(s) to this JSON list (input of jnet plan)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="--config: latency against input size, per head")
+    add_overwrite_arg(p, "the --plot figure")
     p.add_argument("--json", action="store_true")
     p.add_argument("--train", action="store_true", help="time training epochs on --data instead of inference")
     p.add_argument("--data", default="synthetic", help="--train: the training data (split by patient as in train)")
@@ -113,22 +119,32 @@ def run(args: argparse.Namespace) -> int:
 def _run_grid(args: argparse.Namespace) -> int:
     """``--config``: the study's latency grid, each result printed and appended to ``--out`` as it comes."""
     grid = load_latency_grid(args.config)
+    if args.plot:
+        check_out_file(args.plot, args.overwrite)
     total = len(grid.runs_to_time())
-    done = 0
+    measured = 0
 
-    def report(result: dict[str, Any]) -> None:
-        nonlocal done
-        done += 1
-        if args.out:
-            append_json(args.out, [result])
+    def measurement(done: int, result: dict[str, Any]) -> None:
+        nonlocal measured
+        measured += 1
+        where = f"pass {done}/{grid.passes}, " if grid.passes > 1 else ""
         print(
-            f"[{done}/{total}] {result['model']} + {result['head']} @{result['input_size']}, "
-            f"{result['threads']} thread(s): median {result['latency_ms_median']:.3f} ms, "
-            f"p90 {result['latency_ms_p90']:.3f} ms",
+            f"[{where}{(measured - 1) % total + 1}/{total}] {result['model']} + "
+            f"{result['head']}{head_form_label(result)} @{result['input_size']}, {result['threads']} thread(s): "
+            f"median {result['latency_ms_median']:.3f} ms, p90 {result['latency_ms_p90']:.3f} ms",
             flush=True,
         )
 
-    run_latency_grid(grid, on_result=report)
+    def keep(result: dict[str, Any]) -> None:
+        if args.out:
+            append_json(args.out, [result])
+
+    results = run_latency_grid(grid, on_result=keep, on_pass=measurement)
+    if args.plot:
+        threads = min(grid.threads)
+        if plot_latency_by_size(results, args.plot, threads=threads) is None:
+            raise ValueError("--plot needs matplotlib: pip install 'jnet[plot]'")
+        print(f"figure ({threads} thread(s)) written to {args.plot}")
     return 0
 
 

@@ -30,7 +30,7 @@ import os
 import statistics
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -369,7 +369,7 @@ def format_environment(env: dict[str, Any]) -> str:
     )
 
 
-def _form(config: dict[str, Any]) -> str:
+def head_form_label(config: Mapping[str, Any]) -> str:
     """`` (compiled)`` or `` (cascade)`` for a J-Net head, else (or for results from before the option) nothing."""
     form = config.get("head_form")
     if form == "compiled":
@@ -381,7 +381,7 @@ def format_benchmark(result: dict[str, Any]) -> str:
     """:func:`benchmark`'s result as text (with ``op_profile``, :func:`onnx_op_profile`'s, when present)."""
     r = result
     lines = [
-        f"{r['model']} + {r['head']} head{_form(r)}, {r['input_size']} -> {r['output_size']}"
+        f"{r['model']} + {r['head']} head{head_form_label(r)}, {r['input_size']} -> {r['output_size']}"
         f"{' (full-resolution input)' if r.get('full_resolution_input') else ''}, K={r['num_classes']}; "
         f"{r['runtime']} ({r['precision']}), batch {r['batch_size']}, {r['threads']} thread(s)",
         f"  latency: median {r['latency_ms_median']:.3f} ms, p90 {r['latency_ms_p90']:.3f} ms "
@@ -415,7 +415,7 @@ def format_comparison_of_settings(result: dict[str, Any]) -> str:
         c, s = result[f"config_{k}"], result[k]
         onnx = f" {c['onnx_path']}" if c.get("onnx_path") else ""
         lines.append(
-            f"{k}: {c['model']} + {c['head']}{_form(c)}, {c['input_size']} -> {c['output_size']}, "
+            f"{k}: {c['model']} + {c['head']}{head_form_label(c)}, {c['input_size']} -> {c['output_size']}, "
             f"{c['runtime']}{onnx}, batch {c['batch_size']}, threads {c['threads'] or 'default'}: "
             f"median {s['latency_ms_median']:.3f} ms, p90 {s['latency_ms_p90']:.3f} ms"
         )

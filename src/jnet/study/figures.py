@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from jnet.data.prepare import downsample
+from jnet.deploy.benchmark import head_form_label
 from jnet.deploy.plan import Plan
 from jnet.io import atomic_write
 from jnet.metrics import logits_to_labels, upsample_labels, upsample_logits
@@ -201,6 +202,39 @@ def plot_quality(summary: Sequence[Mapping[str, Any]], path: str | Path) -> Path
     ax.set_title("quality against input size (mean ± std over seeds)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside the lines
+    fig.tight_layout()
+    return save_figure(fig, Path(path))
+
+
+def plot_latency_by_size(results: Sequence[Mapping[str, Any]], path: str | Path, threads: int = 1) -> Path | None:
+    """Median latency against input size, one line per backbone, head and head form (benchmark results
+    at ``threads`` threads, as ``jnet benchmark --config`` writes them). ``None`` without matplotlib."""
+    plt = pyplot()
+    if plt is None:
+        return None
+    rows = [r for r in results if r.get("threads") == threads]
+    if not rows:
+        raise ValueError(f"no benchmark results at {threads} thread(s) to plot")
+
+    def label(r: Mapping[str, Any]) -> str:
+        return f"{r['model']} + {r['head']}{head_form_label(r)}"
+
+    fig, ax = plt.subplots(figsize=(8.4, 4.6))
+    lines = list(dict.fromkeys(label(r) for r in rows))
+    for name, (color, linestyle, marker) in zip(lines, line_styles(len(lines)), strict=True):
+        points = sorted((int(r["input_size"]), float(r["latency_ms_median"])) for r in rows if label(r) == name)
+        ax.plot(*zip(*points, strict=True), color=color, linestyle=linestyle, marker=marker, label=name)
+    sizes = sorted({int(r["input_size"]) for r in rows})
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([f"{s}x{s}" for s in sizes])
+    ax.set_xlabel("network input size (the image in is full resolution)")
+    ax.set_ylabel("median latency, batch 1 (ms)")
+    first = rows[0]
+    ax.set_title(f"{first.get('runtime')}, {threads} thread(s), output {first.get('output_size')}", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     return save_figure(fig, Path(path))
 
