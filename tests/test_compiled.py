@@ -158,6 +158,31 @@ def test_cached_kernels_follow_the_parameters() -> None:
         torch.testing.assert_close(compiled(y0.double())[-1], head(y0.double())[-1], rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("head", ["jnet", "jnet-guided"])
+def test_eval_after_a_fused_optimiser_step_uses_the_new_weights(head: str) -> None:
+    """The fused AdamW step (the trainer's) updates the parameters in place without bumping their
+    version counters: the cached kernels must still follow (they once did not, and every validation
+    of a compiled training run scored the first epoch's head)."""
+    net = model(head)
+    opt = torch.optim.AdamW(net.parameters(), lr=0.05, fused=True)
+    x = torch.randn(2, 1, 128, 128) if net.full_resolution_input else torch.randn(2, 1, 16, 16)
+    net.eval()
+    with torch.no_grad():
+        first = net(x)
+    versions = [p._version for p in net.head.parameters()]
+    net.train()
+    sum(o.mean() for o in net(x)).backward()
+    opt.step()
+    assert [p._version for p in net.head.parameters()] == versions  # what made the counter useless
+    net.eval()
+    cascade = copy.deepcopy(net)
+    cascade.compiled_head = False
+    with torch.no_grad():
+        after, expected = net(x), cascade(x)
+    assert not torch.allclose(after, first)
+    torch.testing.assert_close(after, expected, rtol=0, atol=1e-5)
+
+
 # ------------------------------------------------------------------------------------------
 # the image-guided cascade
 # ------------------------------------------------------------------------------------------

@@ -282,9 +282,24 @@ class _Compiled(nn.Module):
         self.head = head
         self.scales = list(head.scales)
         self._cache: dict[tuple, object] = {}
+        self._values: torch.Tensor | None = None  # the parameter values the cached kernels were derived from
 
     def _state(self) -> tuple:
-        return tuple((id(p), p.device, p.dtype, p.data_ptr(), p._version) for p in self.head.parameters())
+        return tuple((id(p), p.device, p.dtype, p.data_ptr()) for p in self.head.parameters())
+
+    def _check_values(self) -> None:
+        """Empty the cache if a parameter's value changed since the kernels were derived. Compared by
+        value (the head has a few hundred parameters): an update in place may leave a tensor's version
+        counter as it was (the fused AdamW step does), so the counter cannot tell."""
+        params = list(self.head.parameters())
+        if any(p.device.type == "meta" for p in params):  # nothing to compare; nothing is computed either
+            return
+        values = torch.cat([p.detach().reshape(-1) for p in params])
+        old = self._values
+        same = old is not None and old.shape == values.shape and old.device == values.device
+        if not (same and old.dtype == values.dtype and torch.equal(old, values)):
+            self._cache = {}
+            self._values = values.clone()
 
     def _differentiable(self) -> bool:
         """Whether this call records gradients for the head's parameters (never while tracing)."""
@@ -306,6 +321,8 @@ class _Compiled(nn.Module):
         dtype = dtype or next(self.head.parameters()).dtype
         final_only = final_only and self.final_only_kernels
         key = (dtype, final_only, self._state())
+        if not torch.jit.is_tracing():
+            self._check_values()
         if key not in self._cache:
             if torch.jit.is_tracing():  # a trace would record the probe instead of its result
                 raise RuntimeError(
@@ -314,7 +331,7 @@ class _Compiled(nn.Module):
                 )
             with torch.inference_mode(False), torch.no_grad():
                 kernels = self._derive(dtype, final_only)
-            self._cache = {old: v for old, v in self._cache.items() if old[2] == key[2]}  # drop stale entries
+            self._cache = {old: v for old, v in self._cache.items() if old[2] == key[2]}  # drop other tensors' entries
             self._cache[key] = kernels
         return self._cache[key]
 
