@@ -479,3 +479,24 @@ def test_export_cli_compiles_by_default_and_keeps_the_cascade_on_request(tmp_pat
     x = torch.randn(2, 1, 128, 128)
     a, b = (run_onnx(ort_session(p, threads=1), x) for p in (compiled, cascade))
     assert np.abs(a - b).max() <= 1e-4
+
+
+@pytest.mark.slow
+def test_evaluate_scores_every_slice_the_same_with_the_cascade(tmp_path) -> None:
+    from jnet.cli import main
+    from jnet.training.scores import read_scores
+
+    threads = torch.get_num_threads()
+    tiny = ["--data", "synthetic", "--option", "num_patients=3", "--option", "slices_per_patient=2",
+            "--output-size", "64", "--model", "unet", "--width", "2", "--batch-size", "2",
+            "--threads", "1"]  # fmt: skip
+    assert main(["train", *tiny, "--epochs", "2", "--out", str(tmp_path / "run")]) == 0
+    torch.set_num_threads(threads)
+    checkpoint = str(tmp_path / "run" / "checkpoint_best.pt")
+    for name, flags in (("compiled", []), ("cascade", ["--cascade-head"])):
+        assert main(["evaluate", "--checkpoint", checkpoint, "--scores", str(tmp_path / f"{name}.csv"), *flags]) == 0
+    a, b = read_scores(tmp_path / "compiled.csv"), read_scores(tmp_path / "cascade.csv")
+    assert len(a.dice) == len(b.dice) >= 1
+    assert np.abs(a.dice - b.dice).max() <= 1e-4 and np.abs(a.jaccard - b.jaccard).max() <= 1e-4
+    written = read_scores(tmp_path / "run" / "val_scores.csv")  # training scored the best epoch the same way
+    assert np.abs(written.dice - a.dice).max() <= 1e-4

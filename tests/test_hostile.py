@@ -129,6 +129,7 @@ CASES = [
     ("evaluate-out-in-missing-folder", ["evaluate", "--checkpoint", R, "--out", "{t}/missing/m.json"],
      "missing: no such folder"),
     ("evaluate-out-exists", ["evaluate", "--checkpoint", R, "--out", "{t}/m.json"], "m.json: already exists"),
+    ("evaluate-scores-exists", ["evaluate", "--checkpoint", R, "--scores", "{t}/m.json"], "m.json: already exists"),
     ("evaluate-out-is-the-checkpoint", ["evaluate", "--checkpoint", R, "--out", R, "--overwrite"],
      "c.pt: is an input of this command"),
     ("compare-out-exists", ["compare", "--results", "{t}/run", "--pair", "a@16", "b@16", "--out", "{t}/m.json"],

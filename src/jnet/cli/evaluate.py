@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from jnet.cli._common import add_option_arg, add_overwrite_arg, check_out_file, data_options, write_json
+from jnet.cli._common import (
+    add_cascade_head_arg,
+    add_option_arg,
+    add_overwrite_arg,
+    check_out_file,
+    data_options,
+    write_json,
+)
 from jnet.training.evaluate import evaluate_checkpoint, format_evaluation
+from jnet.training.scores import checkpoint_scores, write_scores
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -17,17 +25,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split-file", default=None, help="default: split.json beside the checkpoint")
     add_option_arg(p)
     p.add_argument("--out", default=None, help="write the metrics as JSON")
-    add_overwrite_arg(p, "the --out file")
+    p.add_argument("--scores", default=None, metavar="CSV", help="write each slice's Dice and Jaccard (val_scores.csv)")
+    add_cascade_head_arg(p)
+    add_overwrite_arg(p, "the --out and --scores files")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Score the checkpoint, print the scores, optionally write them as JSON (its path checked first)."""
-    if args.out:
-        check_out_file(args.out, args.overwrite, inputs=(args.checkpoint, args.data, args.split_file))
+    for path in filter(None, (args.out, args.scores)):
+        check_out_file(path, args.overwrite, inputs=(args.checkpoint, args.data, args.split_file))
     options = data_options(args.option) if args.option else None
-    result = evaluate_checkpoint(args.checkpoint, args.data, args.split, options, args.split_file)
+    compiled = False if args.cascade_head else None
+    result = evaluate_checkpoint(args.checkpoint, args.data, args.split, options, args.split_file, compiled)
     print(format_evaluation(result, args.split))
     if args.out:
         write_json(args.out, result)
+    if args.scores:
+        where = {"data": args.data, "split": args.split, "data_options": options, "split_file": args.split_file}
+        write_scores(checkpoint_scores(args.checkpoint, compiled_head=compiled, **where), args.scores)
+        print(f"per-slice scores written to {args.scores}")
     return 0

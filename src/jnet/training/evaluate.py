@@ -99,6 +99,7 @@ def evaluate_checkpoint(
     split: str = "val",
     data_options: dict[str, Any] | None = None,
     split_file: str | Path | None = None,
+    compiled_head: bool | None = None,
 ) -> dict[str, Any]:
     """Score a checkpoint at full resolution (and, labelled, at input resolution).
 
@@ -109,13 +110,17 @@ def evaluate_checkpoint(
             checkpoint or given as ``split_file``) or ``"all"``.
         data_options: reader options; default: the training run's.
         split_file: the split to use for ``"val"``.
+        compiled_head: run a J-Net head in its compiled form (``False``: the cascade; ``None``:
+            the checkpoint's setting, compiled unless it was trained with ``--cascade-head``).
 
     Returns:
         The metrics (``dice``, ``jaccard`` per class, ``mean_dice``, ``mean_jaccard``,
         global variants, ``resolution``, ``n_images``, ``input_resolution``) plus
         ``checkpoint``, ``data`` and ``split``.
     """
-    model, trained, slices = checkpoint_data(checkpoint, data, split, data_options, split_file)
+    model, trained, slices = checkpoint_data(
+        checkpoint, data, split, data_options, split_file, compiled_head=compiled_head
+    )
     inputs = downsample(slices.images, model.image_size[0], trained.downsample_mode)
     result = evaluate(model, inputs, torch.from_numpy(slices.masks), class_names=slices.class_names)
     return {**result, "checkpoint": str(checkpoint), "data": trained.data, "split": split}
@@ -128,6 +133,7 @@ def checkpoint_data(
     data_options: dict[str, Any] | None = None,
     split_file: str | Path | None = None,
     loaded: dict[tuple[str, str], SliceData] | None = None,
+    compiled_head: bool | None = None,
 ) -> tuple[JNet, TrainConfig, SliceData]:
     """A checkpoint's model (eval mode), its training config and the slices to score it on.
 
@@ -136,7 +142,7 @@ def checkpoint_data(
     data spec and reader options), for scoring many checkpoints of one study.
     """
     check_option("split", split, ("val", "all"))
-    model, ckpt = load_checkpoint(checkpoint)
+    model, ckpt = load_checkpoint(checkpoint, compiled_head=compiled_head)
     trained = TrainConfig.from_dict(ckpt.get("train_config", {}), str(checkpoint))
     spec = data or trained.data
     options = dict(trained.data_options if data_options is None else data_options)

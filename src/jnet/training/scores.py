@@ -15,6 +15,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,12 +66,15 @@ def image_scores(metrics: SegmentationMetrics, patient_id: Sequence[str] | np.nd
     return ImageScores(np.asarray(patient_id).astype(str), truth, dice, jaccard)
 
 
-def checkpoint_scores(checkpoint: str | Path, loaded: dict | None = None) -> ImageScores:
+def checkpoint_scores(
+    checkpoint: str | Path, loaded: dict | None = None, compiled_head: bool | None = None, **where: Any
+) -> ImageScores:
     """Score ``checkpoint`` image by image on the validation slices of its ``split.json``.
 
-    ``loaded`` caches the data between calls (see :func:`jnet.training.evaluate.checkpoint_data`).
+    ``loaded`` caches the data between calls; ``compiled_head`` and ``where`` (``data``, ``split``,
+    ``data_options``, ``split_file``) are :func:`jnet.training.evaluate.checkpoint_data`'s.
     """
-    model, config, slices = checkpoint_data(checkpoint, loaded=loaded)
+    model, config, slices = checkpoint_data(checkpoint, loaded=loaded, compiled_head=compiled_head, **where)
     inputs = downsample(slices.images, model.image_size[0], config.downsample_mode)
     full, _ = evaluate_counts(model, inputs, torch.from_numpy(slices.masks), 64, slices.class_names)
     return image_scores(full, slices.patient_id)
