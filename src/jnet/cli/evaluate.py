@@ -26,6 +26,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_option_arg(p)
     p.add_argument("--out", default=None, help="write the metrics as JSON")
     p.add_argument("--scores", default=None, metavar="CSV", help="write each slice's Dice and Jaccard (val_scores.csv)")
+    p.add_argument(
+        "--largest-component",
+        action="store_true",
+        help="post-process before scoring: keep, per patient volume and class, only the largest 3D connected "
+        "component (6-connected) of the prediction; off by default, named in the output when on",
+    )
     add_cascade_head_arg(p)
     add_overwrite_arg(p, "the --out and --scores files")
     p.set_defaults(func=run)
@@ -37,12 +43,14 @@ def run(args: argparse.Namespace) -> int:
         check_out_file(path, args.overwrite, inputs=(args.checkpoint, args.data, args.split_file))
     options = data_options(args.option) if args.option else None
     compiled = False if args.cascade_head else None
-    result = evaluate_checkpoint(args.checkpoint, args.data, args.split, options, args.split_file, compiled)
+    post = "largest_component_3d" if args.largest_component else None
+    result = evaluate_checkpoint(args.checkpoint, args.data, args.split, options, args.split_file, compiled, post)
     print(format_evaluation(result, args.split))
     if args.out:
         write_json(args.out, result)
     if args.scores:
         where = {"data": args.data, "split": args.split, "data_options": options, "split_file": args.split_file}
-        write_scores(checkpoint_scores(args.checkpoint, compiled_head=compiled, **where), args.scores)
+        scores = checkpoint_scores(args.checkpoint, compiled_head=compiled, postprocessing=post, **where)
+        write_scores(scores, args.scores)
         print(f"per-slice scores written to {args.scores}")
     return 0

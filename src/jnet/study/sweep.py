@@ -94,6 +94,7 @@ from jnet.losses import MultiScaleLoss
 from jnet.models import list_models
 from jnet.study.figures import ExampleRow, example_figure, plot_quality, pyplot
 from jnet.training.config import TrainConfig
+from jnet.training.scores import SCORES_FILE, ImageScores, read_scores
 from jnet.training.splits import load_training_data
 from jnet.training.trainer import fit
 
@@ -119,10 +120,11 @@ RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
 EXAMPLES_PNG = "examples.png"
 QUALITY_PNG = "jaccard_vs_input_size.png"
-# results.csv: these columns, with dice_<class> / jaccard_<class> after mean_jaccard_global
+# results.csv: these columns, with dice_<class> / jaccard_<class> after mean_jaccard_global;
+# mean_volume_dice (per-patient 3D Dice, averaged) is blank for runs that kept no per-slice counts
 RESULT_COLUMNS = (
     "run", "method", "model", "head", "variant", "input_size", "output_size", "seed",
-    "mean_dice", "mean_jaccard", "mean_dice_global", "mean_jaccard_global",
+    "mean_dice", "mean_jaccard", "mean_dice_global", "mean_jaccard_global", "mean_volume_dice",
     "input_res_mean_dice", "input_res_mean_jaccard", "best_epoch", "final_mean_jaccard", "train_seconds", "params",
     "head_params",
 )  # fmt: skip
@@ -383,7 +385,7 @@ def run_sweep(
         if status != "skip":
             epoch_cb = None if on_epoch is None else (lambda row, name=run.name: on_epoch(name, row))
             fit(run.config, _data(run.config, cache), run_dir, resume=True, on_epoch=epoch_cb)
-        row = result_row(run, json.loads((run_dir / "metrics.json").read_text()))
+        row = result_row(run, json.loads((run_dir / "metrics.json").read_text()), _saved_scores(run_dir))
         rows.append(row)
         if status != "skip":
             write_results(out, rows)
@@ -431,8 +433,26 @@ def _column(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower() or "class"
 
 
-def result_row(run: SweepRun, metrics: dict[str, Any]) -> dict[str, Any]:
-    """The ``results.csv`` row of a run from its ``metrics.json`` (scores of the best epoch)."""
+def _saved_scores(run_dir: Path) -> ImageScores | None:
+    """The run's ``val_scores.csv`` if it has per-slice counts (``None`` if not, or with a warning if unreadable)."""
+    path = run_dir / SCORES_FILE
+    if not path.is_file():
+        return None
+    try:
+        scores = read_scores(path)
+    except ValueError as err:
+        log.warning("no mean_volume_dice for %s: %s", run_dir.name, err)
+        return None
+    return scores if scores.has_counts else None
+
+
+def result_row(run: SweepRun, metrics: dict[str, Any], scores: ImageScores | None = None) -> dict[str, Any]:
+    """The ``results.csv`` row of a run from its ``metrics.json`` (scores of the best epoch).
+
+    ``mean_volume_dice`` comes from ``metrics.json``, else from ``scores`` (the run's
+    ``val_scores.csv``) when they hold per-slice counts; it is ``""`` (blank) for a run that
+    kept neither (runs of an older jnet).
+    """
     c, best = run.config, metrics["best"]
     row: dict[str, Any] = {
         "run": run.name, "method": run.method, "model": c.model, "head": c.head, "variant": run.variant,
@@ -443,6 +463,9 @@ def result_row(run: SweepRun, metrics: dict[str, Any]) -> dict[str, Any]:
     for name in best["dice"]:
         row[f"dice_{_column(name)}"] = best["dice"][name]
         row[f"jaccard_{_column(name)}"] = best["jaccard"][name]
+    row["mean_volume_dice"] = best.get("mean_volume_dice", "")
+    if row["mean_volume_dice"] == "" and scores is not None and scores.has_counts:
+        row["mean_volume_dice"] = scores.volume_scores().mean_volume_dice
     row["input_res_mean_dice"] = best["input_resolution"]["mean_dice"]
     row["input_res_mean_jaccard"] = best["input_resolution"]["mean_jaccard"]
     row["best_epoch"] = best.get("epoch")
@@ -471,7 +494,7 @@ def _class_names(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 def _stat_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     classes = [f"{m}_{c}" for c in _class_names(rows) for m in ("dice", "jaccard")]
     return [
-        "mean_dice", "mean_jaccard", "mean_dice_global", "mean_jaccard_global", *classes,
+        "mean_dice", "mean_jaccard", "mean_dice_global", "mean_jaccard_global", *classes, "mean_volume_dice",
         "input_res_mean_dice", "input_res_mean_jaccard", "best_epoch", "final_mean_jaccard", "train_seconds",
     ]  # fmt: skip
 
@@ -538,6 +561,7 @@ def format_markdown(summary: Sequence[Mapping[str, Any]]) -> str:
     """
     classes = list(dict.fromkeys(c[5:] for row in summary for c in row["stats"] if c.startswith("dice_")))
     per_class = len(classes) > 1
+    volume = any("mean_volume_dice" in row["stats"] for row in summary)  # runs that kept per-slice counts
     lines = [
         "# Sweep results",
         "",
@@ -554,10 +578,18 @@ def format_markdown(summary: Sequence[Mapping[str, Any]]) -> str:
         "at the validation scores (the other columns pick the best epoch on them, a slightly optimistic choice).",
         "- **Train s**: seconds of training (validation excluded); **Params**: of the whole model (head).",
     ]
+    if volume:
+        lines.insert(
+            -1,
+            "- **Dice per patient (3D)**: each validation patient's Dice over all its slices together, then the "
+            "mean over patients (runs that kept no per-slice counts show `-`).",
+        )
     for size in sorted({row["input_size"] for row in summary}, reverse=True):
         rows = [row for row in summary if row["input_size"] == size]
         full = sorted({row["output_size"] for row in rows})
         score_cols = [("mean_dice", "Dice"), ("mean_jaccard", "Jaccard"), ("final_mean_jaccard", "Jacc. last epoch")]
+        if volume:
+            score_cols.insert(2, ("mean_volume_dice", "Dice per patient (3D)"))
         if per_class:
             score_cols += [
                 (f"{m}_{c}", f"{c} {label}") for c in classes for m, label in (("dice", "Dice"), ("jaccard", "Jacc."))

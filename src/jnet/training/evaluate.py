@@ -19,7 +19,14 @@ import torch
 from jnet._options import check_option
 from jnet.data.prepare import SliceData, downsample
 from jnet.io import read_json
-from jnet.metrics import SegmentationMetrics, logits_to_labels, upsample_labels, upsample_logits
+from jnet.metrics import (
+    POSTPROCESSING,
+    SegmentationMetrics,
+    largest_component_per_patient,
+    logits_to_labels,
+    upsample_labels,
+    upsample_logits,
+)
 from jnet.model import JNet
 from jnet.training.checkpoint import load_checkpoint
 from jnet.training.config import TrainConfig
@@ -33,6 +40,9 @@ def evaluate(
     masks: torch.Tensor,
     batch_size: int = 64,
     class_names: list[str] | None = None,
+    patient_id: np.ndarray | None = None,
+    postprocessing: str | None = None,
+    slice_index: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Dice and Jaccard at the masks' full resolution, and (labelled) at the input resolution.
 
@@ -46,21 +56,46 @@ def evaluate(
         masks: ``(N, H, W)`` full-resolution labels.
         batch_size: images per forward pass.
         class_names: names of the foreground classes, for the per-class entries.
+        patient_id: ``(N,)`` each image's patient: adds the per-volume scores (``volume_dice``,
+            ``mean_volume_dice``, ``n_volumes``; see :func:`jnet.metrics.volume_scores`).
+        postprocessing: ``None`` or one of :data:`jnet.metrics.POSTPROCESSING` (needs
+            ``patient_id``), applied to the full-resolution predictions before every
+            full-resolution score; the result names it as ``postprocessing``.
+        slice_index: ``(N,)`` each slice's position in its volume, for the post-processing.
     """
-    full, low = evaluate_counts(model, inputs, masks, batch_size, class_names)
-    return metrics_from_counts(full, low, tuple(masks.shape[-2:]), model.input_size)
+    full, low = evaluate_counts(model, inputs, masks, batch_size, class_names, patient_id, postprocessing, slice_index)
+    result = metrics_from_counts(full, low, tuple(masks.shape[-2:]), model.input_size, patient_id)
+    return {**result, "postprocessing": postprocessing}
 
 
 @torch.no_grad()
 def evaluate_counts(
-    model: JNet, inputs: torch.Tensor, masks: torch.Tensor, batch_size: int, class_names: list[str] | None
+    model: JNet,
+    inputs: torch.Tensor,
+    masks: torch.Tensor,
+    batch_size: int,
+    class_names: list[str] | None,
+    patient_id: np.ndarray | None = None,
+    postprocessing: str | None = None,
+    slice_index: np.ndarray | None = None,
 ) -> tuple[SegmentationMetrics, SegmentationMetrics]:
+    """Per-image counts at full resolution and at input resolution (the arguments are :func:`evaluate`'s).
+
+    With ``postprocessing``, the full-resolution predictions of every image are kept (one byte
+    a pixel), post-processed one patient volume at a time, then counted; the input-resolution
+    counts are always those of the raw base prediction.
+    """
+    if postprocessing is not None:
+        check_option("postprocessing", postprocessing, POSTPROCESSING)
+        if patient_id is None or len(patient_id) != len(inputs):
+            raise ValueError(f"postprocessing {postprocessing!r} needs the patient id of every image")
     model.eval()
     device = next(model.parameters()).device
     k = model.num_classes
     names = class_names if class_names is not None and len(class_names) == (1 if k == 1 else k - 1) else None
     full, low = SegmentationMetrics(k, names), SegmentationMetrics(k, names)
     size = tuple(masks.shape[-2:])
+    kept: list[torch.Tensor] = []  # the full-resolution predictions, for the post-processing
     return_all, model.return_all = model.return_all, True
     try:
         for i in range(0, len(inputs), batch_size):
@@ -69,17 +104,31 @@ def evaluate_counts(
             final = outs[-1].float()
             if tuple(final.shape[-2:]) != size:
                 final = upsample_logits(final, size)
-            full.update(logits_to_labels(final), y)
+            if postprocessing is None:
+                full.update(logits_to_labels(final), y)
+            else:
+                kept.append(logits_to_labels(final).to("cpu", torch.uint8 if k <= 256 else torch.int64))
             low.update(logits_to_labels(outs[0].float()), upsample_labels(y, tuple(outs[0].shape[-2:])))
     finally:
         model.return_all = return_all
+    if kept:
+        labels = largest_component_per_patient(torch.cat(kept).numpy(), np.asarray(patient_id), k, slice_index)
+        for i in range(0, len(labels), batch_size):
+            full.update(torch.from_numpy(labels[i : i + batch_size]).long(), masks[i : i + batch_size].long())
     return full, low
 
 
 def metrics_from_counts(
-    full: SegmentationMetrics, low: SegmentationMetrics, size: tuple[int, ...], input_size: tuple[int, int]
+    full: SegmentationMetrics,
+    low: SegmentationMetrics,
+    size: tuple[int, ...],
+    input_size: tuple[int, int],
+    patient_id: np.ndarray | None = None,
 ) -> dict[str, Any]:
+    """The metrics of :func:`evaluate` from its counts; the per-volume ones when ``patient_id`` is given."""
     result = full.compute()
+    if patient_id is not None:
+        result.update(full.volume_scores(patient_id).as_dict())
     result["resolution"] = list(size)
     low_res = low.compute()
     result["input_resolution"] = {
@@ -100,6 +149,7 @@ def evaluate_checkpoint(
     data_options: dict[str, Any] | None = None,
     split_file: str | Path | None = None,
     compiled_head: bool | None = None,
+    postprocessing: str | None = None,
 ) -> dict[str, Any]:
     """Score a checkpoint at full resolution (and, labelled, at input resolution).
 
@@ -112,17 +162,24 @@ def evaluate_checkpoint(
         split_file: the split to use for ``"val"``.
         compiled_head: run a J-Net head in its compiled form (``False``: the cascade; ``None``:
             the checkpoint's setting, compiled unless it was trained with ``--cascade-head``).
+        postprocessing: ``None`` (default) or ``"largest_component_3d"``: keep only the largest
+            3D connected component of each class in each patient's predicted volume (see
+            :func:`jnet.metrics.largest_component_per_patient`) before scoring.
 
     Returns:
         The metrics (``dice``, ``jaccard`` per class, ``mean_dice``, ``mean_jaccard``,
-        global variants, ``resolution``, ``n_images``, ``input_resolution``) plus
-        ``checkpoint``, ``data`` and ``split``.
+        global variants, ``resolution``, ``n_images``, ``input_resolution``), the per-patient
+        3D scores (``volume_dice`` per class, ``mean_volume_dice``, ``n_volumes``) and
+        ``postprocessing``, plus ``checkpoint``, ``data`` and ``split``.
     """
     model, trained, slices = checkpoint_data(
         checkpoint, data, split, data_options, split_file, compiled_head=compiled_head
     )
     inputs = downsample(slices.images, model.image_size[0], trained.downsample_mode)
-    result = evaluate(model, inputs, torch.from_numpy(slices.masks), class_names=slices.class_names)
+    result = evaluate(
+        model, inputs, torch.from_numpy(slices.masks), class_names=slices.class_names,
+        patient_id=slices.patient_id, postprocessing=postprocessing, slice_index=slices.slice_index,
+    )  # fmt: skip
     return {**result, "checkpoint": str(checkpoint), "data": trained.data, "split": split}
 
 
@@ -187,6 +244,16 @@ def format_evaluation(result: dict[str, Any], split: str | None = None) -> str:
         f"  mean             Dice {result['mean_dice']:.4f}  Jaccard {result['mean_jaccard']:.4f}  "
         f"(global: {result['mean_dice_global']:.4f} / {result['mean_jaccard_global']:.4f})"
     )
+    if "mean_volume_dice" in result:
+        per_class = "" if len(result["volume_dice"]) < 2 else "  (" + ", ".join(
+            f"{name} {value:.4f}" for name, value in result["volume_dice"].items()
+        ) + ")"  # fmt: skip
+        lines.append(
+            f"  per patient (3D) Dice {result['mean_volume_dice']:.4f}, mean over {result['n_volumes']} "
+            f"volume(s){per_class}"
+        )
+    if result.get("postprocessing"):
+        lines.append(f"  post-processing: {result['postprocessing']} (full-resolution scores only)")
     lines.append(
         f"  at input resolution {low['resolution'][0]}x{low['resolution'][1]} against down-sampled truth "
         f"(paper-style, not comparable): Dice {low['mean_dice']:.4f}  Jaccard {low['mean_jaccard']:.4f}"

@@ -358,12 +358,19 @@ class Trainer:
         write_text(self.out / "history.csv", _history_csv(self.history))
 
     def finish(self) -> dict[str, Any]:
-        """Write ``val_scores.csv`` and ``metrics.json`` (the result without its history); return the result."""
+        """Write ``val_scores.csv`` and ``metrics.json`` (the result without its history); return the result.
+
+        With ``val_scores.csv``, the best epoch's scores gain the per-patient 3D Dice
+        (``volume_dice``, ``mean_volume_dice``, ``n_volumes``; :func:`jnet.metrics.volume_scores`).
+        """
         scores = self.best_scores() if self.out is not None else None  # every rank: rescoring gathers counts
+        best = self.best
+        if scores is not None and scores.has_counts:  # the best epoch's per-patient 3D Dice
+            best = {**best, **scores.volume_scores().as_dict()}
         result = {
             "config": asdict(self.config),
             "split": self.split,
-            "best": self.best,
+            "best": best,
             "final": self.final,
             "history": self.history,
             "train_seconds": self.elapsed,
