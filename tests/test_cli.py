@@ -30,7 +30,7 @@ from jnet.training.evaluate import format_evaluation
 def test_models_command(capsys) -> None:
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "backbones: elunet unet unet3plus" in out
+    assert "backbones: egeunet elunet malunet unet unet3plus unext" in out
     assert "heads:     jnet jnet-noskip jnet-single interp none" in out
 
 
