@@ -221,7 +221,7 @@ def _run_training(args: argparse.Namespace) -> int:
     values = {k: getattr(args, k) for k in ("model", "head", "input_size", "output_size", "width", "threads")}
     values = {k: v for k, v in values.items() if v is not None}
     config = TrainConfig(data=args.data, data_options=data_options(args.option), batch_size=args.batch_size or 16,
-                         augment=args.augment, **values)  # fmt: skip
+                         augment=args.augment, compiled_head=not args.cascade_head, **values)  # fmt: skip
     result = benchmark_training(config, load_training_data(config), epochs=args.epochs)
     print(json.dumps(result, indent=1) if args.json else format_training_benchmark(result))
     return 0
@@ -233,7 +233,8 @@ def format_training_benchmark(result: dict[str, Any]) -> str:
     It belongs beside ``benchmark_training`` in ``jnet.training.trainer``; kept here while that file is rewritten.
     """
     return (
-        f"training {result['model']} + {result['head']}, {result['input_size']} -> {result['output_size']}, "
+        f"training {result['model']} + {result['head']}{head_form_label(result)}, "
+        f"{result['input_size']} -> {result['output_size']}, "
         f"batch {result['batch_size']}, {result['n_train']} slices, {result['threads']} thread(s): "
         f"median {result['epoch_seconds_median']:.2f} s per epoch ({result['images_per_second_median']:.0f} img/s); "
         "epochs: " + ", ".join(f"{s:.2f}" for s in result["epoch_seconds"]) + " s"

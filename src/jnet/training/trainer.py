@@ -503,6 +503,7 @@ def benchmark_training(config: TrainConfig, data: SliceData, epochs: int = 3) ->
     return {
         "model": config.model,
         "head": config.head,
+        "head_form": "compiled" if config.compiled_head and config.head.startswith("jnet") else "modules",
         "input_size": config.input_size,
         "output_size": config.output_size,
         "batch_size": config.batch_size,
