@@ -194,8 +194,16 @@ class GroupAggregationBridge(nn.Module):
         return self.fuse(torch.cat(parts, dim=1))  # (B, 2C + 4, S, S) -> (B, C, S, S)
 
 
-def _up2(x: torch.Tensor) -> torch.Tensor:
+def up2(x: torch.Tensor) -> torch.Tensor:
+    """x2 bilinear up-sampling with aligned corners, as EGE-UNet's and MALUNet's decoders do."""
     return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
+
+
+def stage_channels(width: int) -> list[int]:
+    """EGE-UNet's and MALUNet's six stage widths, ``width * STAGE_RATIOS`` (``width`` 8 as published)."""
+    if width < 4 or width % 4:
+        raise ValueError(f"width must be a positive multiple of 4 (channels split in 4 groups), got {width}")
+    return [width * r for r in STAGE_RATIOS]
 
 
 class EGEUNet(Backbone):
@@ -213,9 +221,7 @@ class EGEUNet(Backbone):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 1, width: int = 8) -> None:
         super().__init__()
-        if width < 4 or width % 4:
-            raise ValueError(f"width must be a positive multiple of 4 (channels split in 4 groups), got {width}")
-        c = [width * r for r in STAGE_RATIOS]
+        c = stage_channels(width)
 
         def conv3(i: int, o: int) -> nn.Conv2d:
             return nn.Conv2d(i, o, 3, padding=1)
@@ -246,11 +252,11 @@ class EGEUNet(Backbone):
         coarse = y
         for k, (stage, mask_head, bridge) in enumerate(zip(self.decoder, self.mask_heads, self.bridges, strict=True)):
             y = stage(y)  # (B, c_l, s, s), l = 4 - k
-            y = F.gelu(_up2(y) if k else y)  # x2 except at the deepest level: (B, c_l, S, S)
+            y = F.gelu(up2(y) if k else y)  # x2 except at the deepest level: (B, c_l, S, S)
             mask = mask_head(y)  # (B, 1, S, S): the mask map that guides the bridge
             coarse = bridge(coarse, skips[-1 - k], mask)  # (B, c_l, S, S)
             y = y + coarse
-        return _up2(self.classifier(y))  # (B, K, h/2, w/2) -> (B, K, h, w)
+        return up2(self.classifier(y))  # (B, K, h/2, w/2) -> (B, K, h, w)
 
 
 @register_model("egeunet")

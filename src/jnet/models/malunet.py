@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jnet.models.blocks import Backbone
-from jnet.models.egeunet import STAGE_RATIOS, init_fan_out_
+from jnet.models.egeunet import init_fan_out_, stage_channels, up2
 from jnet.models.registry import register_model
 
 #: Dilations of the four groups of a dilated gated attention block.
@@ -143,10 +143,6 @@ class SpatialChannelBridge(nn.Module):
         ]
 
 
-def _up2(x: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
-
-
 class MALUNet(Backbone):
     """MALUNet: external and dilated gated attention in the deep stages, an attention bridge on the skips.
 
@@ -162,9 +158,7 @@ class MALUNet(Backbone):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 1, width: int = 8) -> None:
         super().__init__()
-        if width < 4 or width % 4:
-            raise ValueError(f"width must be a positive multiple of 4 (channels split in 4 groups), got {width}")
-        c = [width * r for r in STAGE_RATIOS]
+        c = stage_channels(width)
 
         def conv3(i: int, o: int) -> nn.Conv2d:
             return nn.Conv2d(i, o, 3, padding=1)
@@ -202,8 +196,8 @@ class MALUNet(Backbone):
         y = F.gelu(self.encoder[-1](y))  # (B, c_5, h/32, w/32)
         for k, stage in enumerate(self.decoder):
             y = stage(y)  # (B, c_l, s, s), l = 4 - k
-            y = F.gelu(_up2(y) if k else y) + skips[-1 - k]  # x2 except at the deepest level: (B, c_l, S, S)
-        return _up2(self.classifier(y))  # (B, K, h/2, w/2) -> (B, K, h, w)
+            y = F.gelu(up2(y) if k else y) + skips[-1 - k]  # x2 except at the deepest level: (B, c_l, S, S)
+        return up2(self.classifier(y))  # (B, K, h/2, w/2) -> (B, K, h, w)
 
 
 @register_model("malunet")
