@@ -385,6 +385,23 @@ def test_shipped_sweep_files_expand() -> None:
         assert split == expected
 
 
+def test_the_cross_validation_file_validates_every_patient_once() -> None:
+    from jnet.data.prepare import kfold_split
+
+    runs = load_sweep(REPO / "configs" / "cv_lgg.yaml").runs
+    assert len(runs) == 5 * 5 and len({run.name for run in runs}) == 25
+    assert {(r.config.head, r.config.input_size) for r in runs} == {
+        ("none", 16), ("interp", 16), ("jnet", 16), ("jnet-guided", 16), ("jnet", 32)}  # fmt: skip
+    assert all(r.config.folds == 5 and r.config.seed == 0 and r.config.split_file is None for r in runs)
+    assert sorted(r.config.fold for r in runs if r.config.head == "jnet-guided") == [0, 1, 2, 3, 4]
+    archive = REPO / runs[0].config.data
+    if archive.is_file():  # the shared data is not everywhere
+        with np.load(archive) as data:
+            patients = data["patient_id"]
+        vals = [kfold_split(patients, 5, fold, 0)["val"] for fold in range(5)]
+        assert sorted(p for v in vals for p in v) == sorted(set(patients.astype(str))) and len(vals[0]) == 17
+
+
 def test_only_trains_the_matching_runs(tmp_path) -> None:
     spec = {"base": TINY_BASE, "grid": {"model": ["unet"], "head": ["none", "jnet"], "input_size": [16], "seed": [0]}}
     rows = run_sweep(spec, tmp_path, only=["*_jnet_*"])
