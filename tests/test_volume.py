@@ -260,6 +260,8 @@ def test_study_table_only_gains_a_blank_volume_column(tmp_path) -> None:
     """results.csv of the 84 committed runs, rebuilt: the same values, plus an empty mean_volume_dice."""
     rows = []
     for run in load_sweep(REPO / "configs" / "study_lgg.yaml").runs:
+        if not (STUDY / run.name / "metrics.json").is_file():  # issue 24's runs, not trained yet
+            continue
         metrics = json.loads((STUDY / run.name / "metrics.json").read_text())
         path = STUDY / run.name / SCORES_FILE
         rows.append(result_row(run, metrics, read_scores(path) if path.is_file() else None))
