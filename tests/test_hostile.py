@@ -291,7 +291,7 @@ def test_ctrl_c_in_training_says_where_and_how_to_resume(tmp_path: Path, monkeyp
 def test_sigint_to_a_training_process(tmp_path: Path) -> None:
     """A real Ctrl-C (SIGINT) to ``python -m jnet train``: exit 130 and one line, no traceback."""
     run = tmp_path / "run"
-    argv = [sys.executable, "-m", "jnet", "train", *TINY, "--epochs", "500", "--out", str(run)]
+    argv = [sys.executable, "-m", "jnet", "train", *TINY, "--epochs", "20000", "--out", str(run)]  # never ends alone
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not (run / "checkpoint_last.pt").exists() and time.time() < deadline and proc.poll() is None:
