@@ -292,7 +292,9 @@ def test_sigint_to_a_training_process(tmp_path: Path) -> None:
     """A real Ctrl-C (SIGINT) to ``python -m jnet train``: exit 130 and one line, no traceback."""
     run = tmp_path / "run"
     argv = [sys.executable, "-m", "jnet", "train", *TINY, "--epochs", "20000", "--out", str(run)]  # never ends alone
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # a background job inherits SIGINT ignored (and Python then never raises KeyboardInterrupt): restore it
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=restore)
     deadline = time.time() + 60
     while not (run / "checkpoint_last.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
