@@ -120,7 +120,7 @@ def _run_grid(args: argparse.Namespace) -> int:
     """``--config``: the study's latency grid, each result printed and appended to ``--out`` as it comes."""
     grid = load_latency_grid(args.config)
     if args.plot:
-        check_out_file(args.plot, args.overwrite)
+        check_out_file(args.plot, args.overwrite, flag="--plot")
     total = len(grid.runs_to_time())
     measured = 0
 

@@ -39,8 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Score the checkpoint, print the scores, optionally write them as JSON (its path checked first)."""
-    for path in filter(None, (args.out, args.scores)):
-        check_out_file(path, args.overwrite, inputs=(args.checkpoint, args.data, args.split_file))
+    for flag, path in (("--out", args.out), ("--scores", args.scores)):
+        if path:
+            check_out_file(path, args.overwrite, inputs=(args.checkpoint, args.data, args.split_file), flag=flag)
     options = data_options(args.option) if args.option else None
     compiled = False if args.cascade_head else None
     post = "largest_component_3d" if args.largest_component else None
