@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 
-.PHONY: install test demo demo-quick lint study study-latency study-compare latency-heads
+.PHONY: install test demo demo-quick lint study study-latency study-compare latency-heads cv cv-report
 
 # torch first, from the CPU wheel, and only when missing: an installed torch is left alone.
 install:
@@ -43,3 +43,12 @@ latency-heads: install
 
 study-compare: install
 	$(PYTHON) -m jnet compare --config configs/study_lgg.yaml --results $(STUDY) --out $(STUDY)/comparisons.json --overwrite --markdown
+
+# The headline configurations under 5-fold patient cross-validation (configs/cv_lgg.yaml; resumable),
+# then their folds pooled: per-patient 3D Dice over all 81 patients, with intervals (jnet crossval).
+CV := results/cv_lgg
+cv: install
+	$(PYTHON) -m jnet sweep --config configs/cv_lgg.yaml --out $(CV)
+
+cv-report: install
+	$(PYTHON) -m jnet crossval --config configs/cv_lgg.yaml --results $(CV) --out $(CV)/crossval.json --overwrite --markdown

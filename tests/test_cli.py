@@ -123,7 +123,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 def test_every_command_module_adds_its_parser_and_runs(capsys) -> None:
     names = [module.__name__.rsplit(".", 1)[1] for module in COMMANDS]
-    assert len(set(names)) == len(COMMANDS) == 12
+    assert len(set(names)) == len(COMMANDS) == 13
     parsers = _subparsers(build_parser())
     assert list(parsers) == names  # one subcommand per module, in the loop's order
     for module, name in zip(COMMANDS, names, strict=True):

@@ -8,10 +8,24 @@ import sys
 from collections.abc import Sequence
 
 from jnet._version import __version__
-from jnet.cli import benchmark, compare, data, demo, evaluate, export, models, plan, predict, profile, sweep, train
+from jnet.cli import (
+    benchmark,
+    compare,
+    crossval,
+    data,
+    demo,
+    evaluate,
+    export,
+    models,
+    plan,
+    predict,
+    profile,
+    sweep,
+    train,
+)
 
 #: The command modules, in the order ``jnet --help`` lists them; each has ``add_parser(subparsers)`` and ``run(args)``.
-COMMANDS = (models, train, evaluate, predict, data, profile, benchmark, export, plan, sweep, compare, demo)
+COMMANDS = (models, train, evaluate, predict, data, profile, benchmark, export, plan, sweep, compare, crossval, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

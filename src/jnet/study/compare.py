@@ -354,7 +354,7 @@ def format_comparison(c: Comparison) -> str:
     """Two lines for a terminal (and one per size band), scores in percent."""
     r = c.result
     pct = f"{100 * r.confidence:g}%"
-    ci = _interval(r)
+    ci = format_interval(r)
     return (
         f"{c.a} ({len(c.seeds_a)} seed(s)) vs {c.b} ({len(c.seeds_b)}), {r.n_images} images of "
         f"{r.n_patients} patients: mean {r.metric} {100 * r.mean_a:.1f} vs {100 * r.mean_b:.1f}, "
@@ -363,13 +363,14 @@ def format_comparison(c: Comparison) -> str:
         f"images better / worse: {r.images_better} / {r.images_worse}"
     ) + "".join(
         f"\n  {name:<14} {s.n_images:>4} images: {100 * s.mean_a:5.1f} vs {100 * s.mean_b:5.1f}, "
-        f"{100 * s.difference:+.1f} ({_interval(s)}), "
+        f"{100 * s.difference:+.1f} ({format_interval(s)}), "
         f"images better / worse {s.images_better} / {s.images_worse}"
         for name, s in c.strata.items()
     )
 
 
-def _interval(r: PairedResult) -> str:
+def format_interval(r: PairedResult) -> str:
+    """A difference's interval in percent points (``"+0.4 .. +3.1"``), or ``"one patient"`` when it has none."""
     if math.isnan(r.ci_low):
         return "one patient"
     return f"{100 * r.ci_low:+.1f} .. {100 * r.ci_high:+.1f}"
@@ -387,7 +388,7 @@ def format_markdown(comparisons: list[Comparison]) -> str:
         r = c.result
         lines.append(
             f"| `{c.a}` | `{c.b}` | {len(c.seeds_a)} / {len(c.seeds_b)} | {100 * r.mean_a:.1f} | {100 * r.mean_b:.1f} "
-            f"| {100 * r.difference:+.1f} | {_interval(r)} "
+            f"| {100 * r.difference:+.1f} | {format_interval(r)} "
             f"| {r.patients_better} / {r.patients_worse} | {r.sign_test_p:.2g} |"
         )
     names = list(dict.fromkeys(name for c in comparisons for name in c.strata))
@@ -398,7 +399,7 @@ def format_markdown(comparisons: list[Comparison]) -> str:
         lines.append("| --- | --- |" + " ---: |" * len(names))
         for c in comparisons:
             cells = [
-                "" if s is None else f"{100 * s.difference:+.1f} ({_interval(s)})"
+                "" if s is None else f"{100 * s.difference:+.1f} ({format_interval(s)})"
                 for s in (c.strata.get(n) for n in names)
             ]
             lines.append(f"| `{c.a}` | `{c.b}` | " + " | ".join(cells) + " |")
