@@ -242,3 +242,43 @@ def test_plan_cli_infeasible_budget(tmp_path, capsys) -> None:
     )
     assert main(["plan", "--results", str(tmp_path / "nowhere"), "--budget-ms", "1"]) == 2
     assert "jnet plan: error:" in capsys.readouterr().err
+
+
+def test_full_resolution_networks_are_told_apart(tmp_path, monkeypatch) -> None:
+    """With results.csv's output_size, a network read at its output resolution is drawn as a square."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    import jnet.study.figures
+    from jnet.study.figures import plot_plan
+
+    text = "model,head,input_size,output_size,seed,mean_jaccard,mean_dice\n"
+    text += "elunet,jnet,16,256,0,0.5,0.5\nmalunet,none,256,256,0,0.75,0.75\nunet,jnet,32,256,0,0.25,0.25\n"
+    (tmp_path / "results.csv").write_text(text)
+    bench = [
+        {"model": m, "head": h, "input_size": s, "latency_ms_median": t, "runtime": "onnxruntime"}
+        for m, h, s, t in [("elunet", "jnet", 16, 1.0), ("malunet", "none", 256, 8.0), ("unet", "jnet", 32, 9.0)]
+    ]
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    plan = make_plan(tmp_path, benchmark=tmp_path / "bench.json")
+    full = {c.name: (c.output_size, c.full_resolution) for c in plan.candidates}
+    assert full == {"elunet+jnet@16": (256, False), "malunet+none@256": (256, True), "unet+jnet@32": (256, False)}
+    assert names(plan.front) == ["elunet+jnet@16", "malunet+none@256"]
+    drawn = []
+
+    def save(fig, path):
+        ax = fig.axes[0]
+        markers = {line.get_marker() for line in ax.lines if line.get_xdata().size}
+        drawn.append((markers, [t.get_text() for t in ax.get_legend().get_texts()]))
+        plt.close(fig)
+        return path
+
+    monkeypatch.setattr(jnet.study.figures, "save_figure", save)
+    plot_plan(plan, tmp_path / "plan.png")
+    ((markers, legend),) = drawn
+    assert {"s", "o", "x"} <= markers and "full-resolution input, no head" in legend
+    # without the column nothing is taken for full resolution
+    (tmp_path / "results.csv").write_text(
+        "model,head,input_size,seed,mean_jaccard,mean_dice\nmalunet,none,256,0,0.5,0.5\n"
+    )
+    assert not aggregate(read_results(tmp_path))[0].full_resolution

@@ -72,6 +72,12 @@ class Candidate:
     std_dice: float | None
     latency_ms: float | None = None
     latency_source: str | None = None
+    output_size: int | None = None  # from results.csv's output_size column, where it has one
+
+    @property
+    def full_resolution(self) -> bool:
+        """Whether the network reads its input at the output resolution (no up-scaling at all)."""
+        return self.output_size is not None and self.input_size == self.output_size
 
     @property
     def name(self) -> str:
@@ -158,6 +164,8 @@ def read_results(sweep_dir: str | os.PathLike) -> list[dict[str, Any]]:
                 typed[metric] = _number(row[metric], metric, where)
             if row.get("latency_ms"):
                 typed["latency_ms"] = _number(row["latency_ms"], "latency_ms", where)
+            if row.get("output_size"):
+                typed["output_size"] = int(_number(row["output_size"], "output_size", where, integer=True))
             if not typed["model"] or not typed["head"]:
                 raise ValueError(f"{where}: model and head must not be empty")
             rows.append(typed)
@@ -289,6 +297,7 @@ def aggregate(rows: list[dict[str, Any]], latencies: dict[LatencyKey, float] | N
                 seeds=sorted(r["seed"] for r in runs),
                 latency_ms=latency,
                 latency_source=source,
+                output_size=first.get("output_size"),
                 **stats,
             )
         )

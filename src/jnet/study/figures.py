@@ -259,9 +259,12 @@ def plot_plan(plan: Plan, path: str | Path) -> Path | None:
         on_front = any(c is f for f in plan.front)
         spread = c.spread(metric)
         err = 0.0 if spread is None else 100 * spread
+        # a network that reads the full-resolution image (no up-scaling) is a square, orange on the front
+        marker = ("s" if c.full_resolution else "o") if on_front else ("s" if c.full_resolution else "x")
+        colour = ("C1" if c.full_resolution else "C0") if on_front else "C7"
         ax.errorbar(
             c.latency_ms, 100 * c.quality(metric), yerr=None if spread is None else err,
-            marker="o" if on_front else "x", color="C0" if on_front else "C7", capsize=3, markersize=5,
+            marker=marker, color=colour, capsize=3, markersize=5, fillstyle="full" if on_front else "none",
         )  # fmt: skip
         text = ax.annotate(c.name, (c.latency_ms, 100 * c.quality(metric)), fontsize=6, xytext=(5, 3),
                            textcoords="offset points", color="black" if on_front else "dimgray")  # fmt: skip
@@ -269,6 +272,8 @@ def plot_plan(plan: Plan, path: str | Path) -> Path | None:
     front = sorted((c for c in plan.front if c.latency_ms is not None), key=lambda c: c.latency_ms)
     ax.plot([c.latency_ms for c in front], [100 * c.quality(metric) for c in front], color="C0", alpha=0.5,
             label="Pareto front")  # fmt: skip
+    if any(c.full_resolution for c in timed):
+        ax.plot([], [], "s", color="C7", fillstyle="none", label="full-resolution input, no head")
     if plan.budget_ms is not None:
         ax.axvline(plan.budget_ms, color="C3", linestyle="--", label=f"budget {plan.budget_ms:g} ms")
     ax.set_xlabel("latency (ms, median)")
