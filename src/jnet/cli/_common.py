@@ -34,6 +34,13 @@ def data_options(pairs: Sequence[str]) -> dict[str, object]:
     return options
 
 
+def add_bootstrap_args(p: argparse.ArgumentParser) -> None:
+    """``--boot``, ``--seed`` and ``--confidence``: the bootstrap over patients of ``jnet compare`` and ``crossval``."""
+    p.add_argument("--boot", type=int, default=10000, help="bootstrap resamples of the patients")
+    p.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
+    p.add_argument("--confidence", type=float, default=0.95)
+
+
 def add_overwrite_arg(p: argparse.ArgumentParser, what: str = "the output file") -> None:
     """``--overwrite``: the one flag that lets a command replace a file it did not write itself."""
     p.add_argument("--overwrite", action="store_true", help=f"replace {what} if it exists (refused otherwise)")

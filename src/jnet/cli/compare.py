@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from jnet.cli._common import add_overwrite_arg, check_out_file
+from jnet.cli._common import add_bootstrap_args, add_overwrite_arg, check_out_file
 from jnet.io import write_text
 from jnet.study.compare import compare, format_comparison, format_markdown, load_pairs
 
@@ -26,9 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "unet+jnet@16/s1+s2 (repeatable)",
     )  # fmt: skip
     p.add_argument("--metric", default="jaccard", help="jaccard or dice")
-    p.add_argument("--boot", type=int, default=10000, help="bootstrap resamples of the patients")
-    p.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
-    p.add_argument("--confidence", type=float, default=0.95)
+    add_bootstrap_args(p)
     p.add_argument(
         "--size-bins", type=_int_list, default=None, metavar="N,M,...",
         help="also compare on empty slices and on bands of the truth's foreground area in pixels, e.g. 1000,2500",

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from jnet.cli._common import add_overwrite_arg, check_out_file
+from jnet.cli._common import add_bootstrap_args, add_overwrite_arg, check_out_file
 from jnet.io import write_text
 from jnet.study.compare import load_pairs
 from jnet.study.crossval import compare_pooled, configurations, format_markdown, format_pooled, pool_folds
@@ -34,9 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--incomplete", action="store_true",
         help="pool a configuration over the folds it has (marked INCOMPLETE) instead of refusing it",
     )  # fmt: skip
-    p.add_argument("--boot", type=int, default=10000, help="bootstrap resamples of the patients")
-    p.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
-    p.add_argument("--confidence", type=float, default=0.95)
+    add_bootstrap_args(p)
     p.add_argument("--out", default=None, help="write the pooled scores (per patient too) and comparisons as JSON")
     add_overwrite_arg(p, "the --out file")
     fmt = p.add_mutually_exclusive_group()

@@ -234,8 +234,9 @@ def parse_spec(spec: str) -> tuple[str, int, tuple[int, ...] | None]:
     return match["method"], int(match["size"]), seeds
 
 
-def _runs_of(sweep_dir: Path, method: str, size: int, seeds: tuple[int, ...] | None = None) -> list[tuple[int, Path]]:
-    path = sweep_dir / "results.csv"
+def sweep_rows(sweep_dir: str | Path) -> list[dict[str, str]]:
+    """The rows of a sweep folder's ``results.csv``, checked for the columns that name its runs."""
+    path = Path(sweep_dir) / "results.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (a sweep folder holds results.csv)")
     with open(path, newline="") as f:
@@ -243,6 +244,12 @@ def _runs_of(sweep_dir: Path, method: str, size: int, seeds: tuple[int, ...] | N
     missing = [c for c in ("run", "method", "input_size", "seed") if rows and c not in rows[0]]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    return rows
+
+
+def _runs_of(sweep_dir: Path, method: str, size: int, seeds: tuple[int, ...] | None = None) -> list[tuple[int, Path]]:
+    path = sweep_dir / "results.csv"
+    rows = sweep_rows(sweep_dir)
     try:
         runs = sorted(
             (int(r["seed"]), sweep_dir / r["run"])

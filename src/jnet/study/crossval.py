@@ -26,7 +26,6 @@ then it is pooled over the folds it has and marked incomplete.
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from collections.abc import Sequence
@@ -37,7 +36,14 @@ from typing import Any
 import numpy as np
 
 from jnet.io import read_yaml
-from jnet.study.compare import PairedResult, format_interval, paired_difference, parse_spec, run_scores
+from jnet.study.compare import (
+    PairedResult,
+    format_interval,
+    paired_difference,
+    parse_spec,
+    run_scores,
+    sweep_rows,
+)
 
 _FOLD = re.compile(r"\+fold=(\d+)")
 
@@ -118,13 +124,7 @@ def bootstrap_ratio(
 def _fold_runs(sweep_dir: Path, method: str, size: int) -> dict[int, list[tuple[int, Path]]]:
     """seed -> ``[(fold, run folder)]`` of the runs of ``method`` (without ``+fold=N``) at ``size``."""
     path = sweep_dir / "results.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file (a sweep folder holds results.csv)")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    missing = [c for c in ("run", "method", "input_size", "seed") if rows and c not in rows[0]]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    rows = sweep_rows(sweep_dir)
     runs: dict[int, list[tuple[int, Path]]] = {}
     for r in rows:
         match = _FOLD.search(r["method"])
@@ -149,11 +149,8 @@ def _n_folds(run_dir: Path) -> int:
 def configurations(sweep_dir: str | Path) -> list[str]:
     """The cross-validated configurations of a sweep folder (``METHOD@INPUT_SIZE``), in results.csv's order."""
     path = Path(sweep_dir) / "results.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file (a sweep folder holds results.csv)")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    specs = [f"{_FOLD.sub('', r['method'])}@{r['input_size']}" for r in rows if _FOLD.search(r.get("method") or "")]
+    rows = sweep_rows(sweep_dir)
+    specs = [f"{_FOLD.sub('', r['method'])}@{r['input_size']}" for r in rows if _FOLD.search(r["method"])]
     if not specs:
         raise ValueError(f"{path}: no runs with a fold (method ...+fold=N); is it a cross-validation sweep?")
     return list(dict.fromkeys(specs))
