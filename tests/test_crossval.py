@@ -131,6 +131,19 @@ def test_old_scores_without_counts_are_refused(tmp_path) -> None:
         pool_folds(sweep, "unet+jnet@16")
 
 
+def test_another_scores_file_is_pooled_as_it_is(tmp_path) -> None:
+    sweep = write_sweep(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"val_scores_lcc\.csv: no such file \(write it with jnet evaluate"):
+        pool_folds(sweep, "unet+jnet@16", scores_file="val_scores_lcc.csv")
+    # post-processing removed fold 1's false positives nowhere and fold 0's patient b's prediction entirely
+    for fold, rows in {0: [("a", 2, 0, 1), ("a", 2, 1, 0), ("b", 0, 0, 2)], 1: [("c", 3, 0, 0)]}.items():
+        other = tmp_path / "other" / str(fold)
+        write_run(other, rows, fold)
+        (other / "val_scores.csv").rename(sweep / f"unet_jnet_r16_s0_fold-{fold}" / "val_scores_lcc.csv")
+    pooled = pool_folds(sweep, "unet+jnet@16", n_boot=50, scores_file="val_scores_lcc.csv")
+    assert pooled.volume_dice == pytest.approx([0.8, 0.0, 1.0])
+
+
 def test_cli_prints_tables_and_writes_json(tmp_path, capsys) -> None:
     sweep = write_sweep(tmp_path / "cv")
     out = tmp_path / "cv.json"
@@ -174,12 +187,21 @@ def test_two_fold_sweep_pools_every_patient_once(tmp_path) -> None:
     torch.set_num_threads(threads)
     pooled = pool_folds(tmp_path / "out", "unet+jnet@16", n_boot=100)
     assert (pooled.n_patients, pooled.n_images, pooled.complete) == (4, 12, True)
-    metrics = [
-        json.loads((tmp_path / "out" / f"unet_jnet_r16_s0_fold-{f}" / "metrics.json").read_text()) for f in (0, 1)
-    ]
+    runs = [tmp_path / "out" / f"unet_jnet_r16_s0_fold-{f}" for f in (0, 1)]
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in runs]
     # each fold's own per-volume score is the mean of its patients' 3D Dice
     assert pooled.fold_volume_dice[0] == pytest.approx(metrics[0]["best"]["mean_volume_dice"])
     assert pooled.fold_volume_dice[1] == pytest.approx(metrics[1]["best"]["mean_volume_dice"])
+    # the same after jnet evaluate --largest-component, pooled from the files it writes
+    for run in runs:
+        argv = ["evaluate", "--checkpoint", str(run / "checkpoint_best.pt"), "--largest-component"]
+        assert main([*argv, "--out", str(run / "lcc.json"), "--scores", str(run / "val_scores_lcc.csv")]) == 0
+    torch.set_num_threads(threads)
+    lcc = pool_folds(tmp_path / "out", "unet+jnet@16", n_boot=100, scores_file="val_scores_lcc.csv")
+    for fold, run in enumerate(runs):
+        evaluated = json.loads((run / "lcc.json").read_text())
+        assert evaluated["postprocessing"] == "largest_component_3d"
+        assert lcc.fold_volume_dice[fold] == pytest.approx(evaluated["mean_volume_dice"])
     n = [m["best"]["n_volumes"] for m in metrics]
     assert sum(n) == 4
     assert pooled.mean_volume_dice.mean == pytest.approx(

@@ -34,6 +34,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--incomplete", action="store_true",
         help="pool a configuration over the folds it has (marked INCOMPLETE) instead of refusing it",
     )  # fmt: skip
+    p.add_argument(
+        "--scores-file", default="val_scores.csv", metavar="NAME",
+        help="the per-slice scores to pool in each run folder (default: the training's val_scores.csv), e.g. one "
+        "written by jnet evaluate --largest-component --scores RUN/val_scores_lcc.csv",
+    )  # fmt: skip
     add_bootstrap_args(p)
     p.add_argument("--out", default=None, help="write the pooled scores (per patient too) and comparisons as JSON")
     add_overwrite_arg(p, "the --out file")
@@ -55,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     settings = (args.boot, args.seed, args.confidence)
     pooled = {}
     for spec in specs:
-        pooled[spec] = pool_folds(results, spec, *settings, allow_incomplete=args.incomplete)
+        pooled[spec] = pool_folds(
+            results, spec, *settings, allow_incomplete=args.incomplete, scores_file=args.scores_file
+        )
         if not (args.json or args.markdown):
             print(format_pooled(pooled[spec]), flush=True)
     comparisons = [compare_pooled(pooled[a], pooled[b], *settings) for a, b in pairs]

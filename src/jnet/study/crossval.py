@@ -44,6 +44,7 @@ from jnet.study.compare import (
     run_scores,
     sweep_rows,
 )
+from jnet.training.scores import SCORES_FILE, ImageScores, read_scores
 
 _FOLD = re.compile(r"\+fold=(\d+)")
 
@@ -163,8 +164,14 @@ def pool_folds(
     seed: int = 0,
     confidence: float = 0.95,
     allow_incomplete: bool = False,
+    scores_file: str = SCORES_FILE,
 ) -> PooledConfig:
     """Pool the folds of configuration ``spec`` of the sweep in ``sweep_dir`` (see the module docstring).
+
+    ``scores_file`` names another per-slice file in each run folder, such as the one ``jnet evaluate
+    --checkpoint RUN/checkpoint_best.pt --largest-component --scores RUN/val_scores_lcc.csv`` writes
+    (scores after post-processing); the training's own ``val_scores.csv`` is checked against the run's
+    ``metrics.json``, another file is taken as it is.
 
     Raises:
         ValueError: a fold missing (unless ``allow_incomplete``), a seed missing a fold another
@@ -203,7 +210,7 @@ def pool_folds(
     for s, runs in by_seed.items():
         values: dict[str, float] = {}
         for fold, run_dir in runs:
-            scores = run_scores(run_dir)
+            scores = run_scores(run_dir) if scores_file == SCORES_FILE else _scores_file(run_dir, scores_file)
             volumes = scores.volume_scores()
             fold_values = volumes.dice.mean(axis=1)  # (P_fold,) mean over the foreground classes
             for pid, v in zip(volumes.patient_id, fold_values, strict=True):
@@ -237,6 +244,16 @@ def pool_folds(
         patient_id=patients,
         volume_dice=volume_dice,
     )
+
+
+def _scores_file(run_dir: Path, name: str) -> ImageScores:
+    path = run_dir / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no such file (write it with jnet evaluate --checkpoint {run_dir / 'checkpoint_best.pt'} "
+            f"--scores {path}, adding the evaluation's options such as --largest-component)"
+        )
+    return read_scores(path)
 
 
 def compare_pooled(
