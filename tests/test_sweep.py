@@ -355,16 +355,16 @@ def test_shipped_sweep_files_expand() -> None:
     # at 16, 32 + the ungated guided cascade at 16; 3 seeds each
     paper = 3 * 3 * 3 + 2 * 2 * 3 + 7 * 2 * 3 + 3
     # issue 24: 3 ultra-light networks at 256; EGE-UNet, MALUNet x interp, jnet x 64, 128; ELU-Net widths 4, 8
-    # x 16, 32 with jnet; 3 seeds each
-    light = 3 * 3 + 2 * 2 * 2 * 3 + 2 * 2 * 3
-    assert (paper, light) == (84, 45) and len(runs) == len({run.name for run in runs}) == paper + light
+    # x 16, 32, 64 with jnet; 3 seeds each
+    light = 3 * 3 + 2 * 2 * 2 * 3 + 2 * 3 * 3
+    assert (paper, light) == (84, 51) and len(runs) == len({run.name for run in runs}) == paper + light
     assert {run.config.seed for run in runs} == {0, 1, 2}
     assert {run.config.input_size for run in runs if run.variant or run.config.model == "unet"} == {16, 32}
     light_models = ("egeunet", "malunet", "unext")
     assert {(r.config.model, r.config.input_size) for r in runs if r.config.model in light_models} == {
         ("egeunet", 256), ("malunet", 256), ("unext", 256), ("egeunet", 64), ("egeunet", 128), ("malunet", 64),
         ("malunet", 128)}  # fmt: skip
-    assert "elunet_jnet_r16_s0_width-4" in {run.name for run in runs}
+    assert {"elunet_jnet_r16_s0_width-4", "elunet_jnet_r64_s2_width-8"} <= {run.name for run in runs}
     assert all(run.config.split_file == "configs/lgg_split.json" and run.config.epochs == 30 for run in runs)
     assert all(run.config.batch_size == 16 and run.config.augment for run in runs)
     by_variant = {run.variant: run.config for run in runs if run.variant}
