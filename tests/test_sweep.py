@@ -355,9 +355,9 @@ def test_shipped_sweep_files_expand() -> None:
     # at 16, 32 + the ungated guided cascade at 16; 3 seeds each
     paper = 3 * 3 * 3 + 2 * 2 * 3 + 7 * 2 * 3 + 3
     # issue 24: 3 ultra-light networks at 256; EGE-UNet, MALUNet x interp, jnet x 64, 128; ELU-Net widths 4, 8
-    # x 16, 32, 64 with jnet; 3 seeds each
-    light = 3 * 3 + 2 * 2 * 2 * 3 + 2 * 3 * 3
-    assert (paper, light) == (84, 51) and len(runs) == len({run.name for run in runs}) == paper + light
+    # x 16, 32, 64 with jnet and x 32, 64 with interp; 3 seeds each
+    light = 3 * 3 + 2 * 2 * 2 * 3 + 2 * 3 * 3 + 2 * 2 * 3
+    assert (paper, light) == (84, 63) and len(runs) == len({run.name for run in runs}) == paper + light
     assert {run.config.seed for run in runs} == {0, 1, 2}
     assert {run.config.input_size for run in runs if run.variant or run.config.model == "unet"} == {16, 32}
     light_models = ("egeunet", "malunet", "unext")
