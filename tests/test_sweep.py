@@ -18,6 +18,7 @@ from jnet.study.sweep import (
     RESULT_COLUMNS,
     format_markdown,
     load_sweep,
+    median_epoch_seconds,
     result_row,
     run_sweep,
     summarize,
@@ -98,6 +99,8 @@ def test_sweep_writes_one_csv_row_per_run(swept) -> None:
     assert int(row["best_epoch"]) == metrics["best"]["epoch"] == 1
     assert int(row["head_params"]) == metrics["head_params"] > 0
     assert float(row["final_mean_jaccard"]) == metrics["final"]["mean_jaccard"]
+    _, history = read_csv(out / "unet_jnet_r16_s1" / "history.csv")
+    assert len(history) == 1 and float(row["epoch_seconds"]) == float(history[0]["epoch_seconds"]) > 0
     for name in NAMES:  # the same layout as jnet train's
         files = {p.name for p in (out / name).iterdir()}
         assert {"config.yaml", "split.json", "history.csv", "checkpoint_last.pt", "metrics.json"} <= files
@@ -118,6 +121,27 @@ def test_results_md_holds_mean_and_std_over_seeds(swept) -> None:
         cell = md_cell(markdown, f"Input {size}x{size}", method, column)
         assert cell.strip("*") == expected
     assert markdown.index("## Input 32x32") < markdown.index("## Input 16x16")  # largest first, as in the paper
+
+
+def test_median_epoch_seconds_leaves_out_the_first_epoch(tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    assert median_epoch_seconds(run) is None  # no history.csv: a blank cell
+    history = run / "history.csv"
+    history.write_text("epoch,train_loss,epoch_seconds\n1,0.9,30.0\n2,0.8,2.0\n3,0.7,400.0\n4,0.6,3.0\n")
+    assert median_epoch_seconds(run) == 3.0  # median of 2, 400 (a pause), 3; the warm-up 30 left out
+    history.write_text("epoch,train_loss,epoch_seconds\n1,0.9,7.5\n")
+    assert median_epoch_seconds(run) == 7.5  # one epoch: itself
+    history.write_text("epoch,train_loss\n1,0.9\n")
+    with pytest.raises(ValueError, match=r"run/history\.csv: no readable epoch_seconds column"):
+        median_epoch_seconds(run)
+    markdown = format_markdown(
+        summarize([{"run": f"r{s}", "method": "unet+jnet", "model": "unet", "head": "jnet", "input_size": 16,
+                    "output_size": 64, "seed": s, "mean_jaccard": 0.5, "train_seconds": 60.0, "epoch_seconds": e,
+                    "params": 10, "head_params": 2} for s, e in ((0, 2.0), (1, 4.0))])
+    )  # fmt: skip
+    assert md_cell(markdown, "Input 16x16", "unet+jnet", "Epoch s") == "3.0 ± 1.4"
+    assert md_cell(markdown, "Input 16x16", "unet+jnet", "Train s") == "60.0 ± 0.0"
 
 
 def test_figures_are_drawn(swept) -> None:

@@ -21,7 +21,15 @@ from jnet.metrics import (
     largest_component_per_patient,
     volume_scores,
 )
-from jnet.study.sweep import RESULT_COLUMNS, format_markdown, load_sweep, result_row, summarize, write_results
+from jnet.study.sweep import (
+    RESULT_COLUMNS,
+    format_markdown,
+    load_sweep,
+    median_epoch_seconds,
+    result_row,
+    summarize,
+    write_results,
+)
 from jnet.training.evaluate import evaluate, format_evaluation
 from jnet.training.scores import SCORES_FILE, ImageScores, image_scores, read_scores, write_scores
 
@@ -264,7 +272,7 @@ def test_study_table_rebuilds_from_the_committed_runs(tmp_path) -> None:
         metrics = json.loads((STUDY / run.name / "metrics.json").read_text())
         path = STUDY / run.name / SCORES_FILE
         scores = read_scores(path) if path.is_file() else None
-        rows.append(result_row(run, metrics, scores))
+        rows.append(result_row(run, metrics, scores, epoch_seconds=median_epoch_seconds(STUDY / run.name)))
         if scores is not None and scores.has_counts:
             light.add(run.name)
             assert rows[-1]["mean_volume_dice"] == metrics["best"]["mean_volume_dice"]

@@ -56,7 +56,8 @@ def _print_event(event: dict[str, Any]) -> None:
         row = event["row"]
         print(
             f"{where}: done, mean Jaccard {row['mean_jaccard']:.4f}, Dice {row['mean_dice']:.4f} "
-            f"(epoch {row['best_epoch']}), {row['train_seconds']:.0f} s",
+            f"(epoch {row['best_epoch']}), {row['train_seconds']:.0f} s"
+            + ("" if row["epoch_seconds"] == "" else f" ({row['epoch_seconds']:.1f} s per epoch, median)"),
             flush=True,
         )
     else:

@@ -104,6 +104,7 @@ __all__ = [
     "SweepRun",
     "format_markdown",
     "load_sweep",
+    "median_epoch_seconds",
     "result_row",
     "run_status",
     "run_sweep",
@@ -121,12 +122,13 @@ RESULTS_MD = "results.md"
 EXAMPLES_PNG = "examples.png"
 QUALITY_PNG = "jaccard_vs_input_size.png"
 # results.csv: these columns, with dice_<class> / jaccard_<class> after mean_jaccard_global;
-# mean_volume_dice (per-patient 3D Dice, averaged) is blank for runs that kept no per-slice counts
+# mean_volume_dice (per-patient 3D Dice, averaged) is blank for runs that kept no per-slice counts;
+# epoch_seconds is the median over the run's epochs after the first (history.csv), blank without one
 RESULT_COLUMNS = (
     "run", "method", "model", "head", "variant", "input_size", "output_size", "seed",
     "mean_dice", "mean_jaccard", "mean_dice_global", "mean_jaccard_global", "mean_volume_dice",
-    "input_res_mean_dice", "input_res_mean_jaccard", "best_epoch", "final_mean_jaccard", "train_seconds", "params",
-    "head_params",
+    "input_res_mean_dice", "input_res_mean_jaccard", "best_epoch", "final_mean_jaccard", "train_seconds",
+    "epoch_seconds", "params", "head_params",
 )  # fmt: skip
 _NAMED_AXES = ("model", "head", "input_size", "seed")
 _NOT_COMPARED = ("device", "threads", "cache_dir")  # may change when a run is resumed
@@ -385,7 +387,8 @@ def run_sweep(
         if status != "skip":
             epoch_cb = None if on_epoch is None else (lambda row, name=run.name: on_epoch(name, row))
             fit(run.config, _data(run.config, cache), run_dir, resume=True, on_epoch=epoch_cb)
-        row = result_row(run, json.loads((run_dir / "metrics.json").read_text()), _saved_scores(run_dir))
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        row = result_row(run, metrics, _saved_scores(run_dir), epoch_seconds=median_epoch_seconds(run_dir))
         rows.append(row)
         if status != "skip":
             write_results(out, rows)
@@ -446,12 +449,43 @@ def _saved_scores(run_dir: Path) -> ImageScores | None:
     return scores if scores.has_counts else None
 
 
-def result_row(run: SweepRun, metrics: dict[str, Any], scores: ImageScores | None = None) -> dict[str, Any]:
+def median_epoch_seconds(run_dir: str | Path) -> float | None:
+    """The median ``epoch_seconds`` of a run's ``history.csv``, the first epoch (warm-up) left out
+    when there are more; ``None`` without a history.
+
+    A cost per epoch that a pause or a resumed run does not skew, unlike ``train_seconds``.
+
+    Raises:
+        ValueError: a ``history.csv`` without an ``epoch_seconds`` column, or with a value that is
+            not a number, naming the file.
+    """
+    path = Path(run_dir) / "history.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    try:
+        seconds = [float(row["epoch_seconds"]) for row in rows]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: no readable epoch_seconds column ({err!r})") from None
+    if not seconds:
+        return None
+    return statistics.median(seconds[1:] if len(seconds) > 1 else seconds)
+
+
+def result_row(
+    run: SweepRun,
+    metrics: dict[str, Any],
+    scores: ImageScores | None = None,
+    *,
+    epoch_seconds: float | None = None,
+) -> dict[str, Any]:
     """The ``results.csv`` row of a run from its ``metrics.json`` (scores of the best epoch).
 
     ``mean_volume_dice`` comes from ``metrics.json``, else from ``scores`` (the run's
     ``val_scores.csv``) when they hold per-slice counts; it is ``""`` (blank) for a run that
-    kept neither (runs of an older jnet).
+    kept neither (runs of an older jnet). ``epoch_seconds`` (see :func:`median_epoch_seconds`)
+    is ``""`` when not given.
     """
     c, best = run.config, metrics["best"]
     row: dict[str, Any] = {
@@ -472,8 +506,9 @@ def result_row(run: SweepRun, metrics: dict[str, Any], scores: ImageScores | Non
     if "final" not in metrics:
         raise ValueError(f"{run.name}/metrics.json: no 'final' scores (an older jnet's); retrain the run to add them")
     row["final_mean_jaccard"] = metrics["final"]["mean_jaccard"]  # the last epoch: no choice on val
-    for key in ("train_seconds", "params", "head_params"):
-        row[key] = metrics[key]
+    row["train_seconds"] = metrics["train_seconds"]
+    row["epoch_seconds"] = "" if epoch_seconds is None else epoch_seconds
+    row["params"], row["head_params"] = metrics["params"], metrics["head_params"]
     return row
 
 
@@ -496,6 +531,7 @@ def _stat_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return [
         "mean_dice", "mean_jaccard", "mean_dice_global", "mean_jaccard_global", *classes, "mean_volume_dice",
         "input_res_mean_dice", "input_res_mean_jaccard", "best_epoch", "final_mean_jaccard", "train_seconds",
+        "epoch_seconds",
     ]  # fmt: skip
 
 
@@ -576,7 +612,9 @@ def format_markdown(summary: Sequence[Mapping[str, Any]]) -> str:
         "columns, nor across input sizes.",
         "- **Jacc. last epoch**: Jaccard at full resolution of the last epoch's weights, chosen without looking "
         "at the validation scores (the other columns pick the best epoch on them, a slightly optimistic choice).",
-        "- **Train s**: seconds of training (validation excluded); **Params**: of the whole model (head).",
+        "- **Train s**: seconds of training (validation excluded); **Epoch s**: the median seconds of a training "
+        "epoch after the first (a pause or a resumed run does not skew it; `-` without history.csv); "
+        "**Params**: of the whole model (head).",
     ]
     if volume:
         lines.insert(
@@ -596,7 +634,8 @@ def format_markdown(summary: Sequence[Mapping[str, Any]]) -> str:
             ]
         low_cols = [("input_res_mean_dice", f"Dice @ {size}x{size} (paper-style)"),
                     ("input_res_mean_jaccard", f"Jacc. @ {size}x{size} (paper-style)")]  # fmt: skip
-        header = ["Method", "Seeds", *[t for _, t in score_cols], *[t for _, t in low_cols], "Train s", "Params (head)"]
+        costs = ["Train s", "Epoch s", "Params (head)"]
+        header = ["Method", "Seeds", *[t for _, t in score_cols], *[t for _, t in low_cols], *costs]
         best = {}
         for col, _ in score_cols + low_cols:
             shown = [_cell(row["stats"].get(col)).split(" ")[0] for row in rows if col in row["stats"]]
@@ -612,6 +651,7 @@ def format_markdown(summary: Sequence[Mapping[str, Any]]) -> str:
                     text = f"**{text}**"
                 cells.append(text)
             cells.append(_cell(row["stats"].get("train_seconds"), scale=1.0))
+            cells.append(_cell(row["stats"].get("epoch_seconds"), scale=1.0))
             cells.append(f"{row['params']:,} ({row['head_params']:,})")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
