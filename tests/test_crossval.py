@@ -15,7 +15,7 @@ import yaml
 from jnet.cli import main
 from jnet.study.crossval import bootstrap_mean, bootstrap_ratio, compare_pooled, configurations, pool_folds
 from jnet.study.sweep import run_sweep
-from jnet.training.scores import ImageScores, write_scores
+from jnet.training.scores import ImageScores, read_scores, write_scores
 
 # Two folds: fold 0 validates patients a (two slices) and b, fold 1 patient c. Per slice (tp, fp, fn).
 COUNTS = {
@@ -29,8 +29,8 @@ def write_run(run_dir: Path, rows: list[tuple[str, int, int, int]], fold: int, f
     """A finished run folder as jnet train leaves it, as far as pooling reads it."""
     run_dir.mkdir(parents=True)
     tp, fp, fn = (np.array([[r[i]] for r in rows], dtype=np.int64) for i in (1, 2, 3))
-    dice = (2 * tp / (2 * tp + fp + fn))[:, 0]
-    jaccard = (tp / (tp + fp + fn))[:, 0]
+    dice = np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 1.0)[:, 0]  # empty: 1
+    jaccard = np.where(tp + fp + fn > 0, tp / np.maximum(tp + fp + fn, 1), 1.0)[:, 0]
     pid = np.array([r[0] for r in rows])
     write_scores(ImageScores(pid, (tp + fn)[:, 0], dice, jaccard, tp, fp, fn, ["tumour"]), run_dir / "val_scores.csv")
     best = {"mean_dice": float(dice.mean()), "mean_jaccard": float(jaccard.mean()), "n_images": len(rows)}
@@ -79,6 +79,35 @@ def test_pooled_scores_hand_computed(tmp_path) -> None:
     assert c.result.difference == pytest.approx((0.8 - 4 / 7 + 2 / 3 + 1 / 3) / 3)
     assert (c.result.n_patients, c.result.patients_better, c.result.patients_worse) == (3, 3, 0)
     assert c.result.sign_test_p == pytest.approx(2 / 8)
+
+
+def test_tumour_slices_only_and_the_false_positives_on_empty_slices(tmp_path, capsys) -> None:
+    # patient a: a tumour slice and an empty one with 2 false-positive pixels; b: one empty slice, nothing drawn
+    counts = {"A": {0: [("a", 2, 0, 1), ("a", 0, 2, 0), ("b", 0, 0, 0)], 1: [("c", 3, 1, 0)]}}
+    sweep = write_sweep(tmp_path, counts)
+    every = pool_folds(sweep, "unet+jnet@16", n_boot=50)
+    # a: tp 2, fp 2, fn 1 -> 4 / 7; b: empty in truth and prediction -> 1; c: 6 / 7
+    assert every.volume_dice == pytest.approx([4 / 7, 1.0, 6 / 7])
+    assert every.empty_fp_share == pytest.approx(2 / 3)  # 2 of the 3 false-positive pixels lie on empty slices
+    tumour = pool_folds(sweep, "unet+jnet@16", n_boot=50, slices="tumour")
+    # b has no tumour slice and drops out; a keeps its first slice: 4 / 5
+    assert tumour.patient_id.tolist() == ["a", "c"] and (tumour.n_patients, tumour.n_images) == (2, 2)
+    assert tumour.volume_dice == pytest.approx([0.8, 6 / 7])
+    assert tumour.mean_dice.mean == pytest.approx((0.8 + 6 / 7) / 2)
+    assert tumour.fold_volume_dice == pytest.approx({0: 0.8, 1: 6 / 7})
+    assert tumour.empty_fp_share == pytest.approx(2 / 3)  # counted over every slice, whatever is pooled
+    with pytest.raises(ValueError, match=r"unet\+jnet@16 pooled tumour slices and unet\+jnet@16 all"):
+        compare_pooled(tumour, every)
+    scores = read_scores(sweep / "unet_jnet_r16_s0_fold-0" / "val_scores.csv")
+    assert scores.subset(scores.truth_pixels > 0).tp.tolist() == [[2]]
+    with pytest.raises(ValueError, match=r"keep must be a \(3,\) bool array, got int64"):
+        scores.subset(np.array([1, 0, 1]))
+    with pytest.raises(ValueError, match="unknown slices 'empty'"):
+        pool_folds(sweep, "unet+jnet@16", slices="empty")
+    assert main(["crossval", "--results", str(sweep), "--slices", "tumour", "--boot", "50", "--markdown"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("Tumour slices only")
+    assert "| `unet+jnet@16` | 2 | 2 | 2 | 82.9 |" in text and text.rstrip().endswith("| 66.7 % |")
 
 
 def test_bootstrap_intervals_by_hand() -> None:

@@ -9,7 +9,14 @@ from pathlib import Path
 from jnet.cli._common import add_bootstrap_args, add_overwrite_arg, check_out_file
 from jnet.io import write_text
 from jnet.study.compare import load_pairs
-from jnet.study.crossval import compare_pooled, configurations, format_markdown, format_pooled, pool_folds
+from jnet.study.crossval import (
+    SLICE_SETS,
+    compare_pooled,
+    configurations,
+    format_markdown,
+    format_pooled,
+    pool_folds,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +46,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="the per-slice scores to pool in each run folder (default: the training's val_scores.csv), e.g. one "
         "written by jnet evaluate --largest-component --scores RUN/val_scores_lcc.csv",
     )  # fmt: skip
+    p.add_argument(
+        "--slices", choices=SLICE_SETS, default="all",
+        help="pool every validation slice (default) or only those whose ground truth has foreground (tumour): "
+        "set beside the default, it shows whether a gap comes from false positives on empty slices",
+    )  # fmt: skip
     add_bootstrap_args(p)
     p.add_argument("--out", default=None, help="write the pooled scores (per patient too) and comparisons as JSON")
     add_overwrite_arg(p, "the --out file")
@@ -61,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
     pooled = {}
     for spec in specs:
         pooled[spec] = pool_folds(
-            results, spec, *settings, allow_incomplete=args.incomplete, scores_file=args.scores_file
-        )
+            results, spec, *settings, allow_incomplete=args.incomplete, scores_file=args.scores_file,
+            slices=args.slices,
+        )  # fmt: skip
         if not (args.json or args.markdown):
             print(format_pooled(pooled[spec]), flush=True)
     comparisons = [compare_pooled(pooled[a], pooled[b], *settings) for a, b in pairs]

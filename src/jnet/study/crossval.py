@@ -10,7 +10,14 @@ the data once, without a checkpoint. This module pools them and reports, per con
   the foreground classes), averaged over the patients, as the literature on LGG reports it
   (Buda et al. 2019), with a percentile bootstrap interval over patients;
 - ``mean_dice``: the mean per-slice Dice over all pooled slices, with its interval over patients;
-- ``fold_volume_dice``: the same 3D Dice averaged within each fold, to show the spread of folds.
+- ``fold_volume_dice``: the same 3D Dice averaged within each fold, to show the spread of folds;
+- ``empty_fp_share``: the share of the false-positive pixels that lie on slices whose ground truth
+  is empty (a volume's false positives can come from its tumour-free slices or from outlines).
+
+``slices="tumour"`` pools only the slices whose ground truth has foreground: the 3D Dice a model
+would have if it drew nothing on the tumour-free slices, and the slice Dice on the tumour slices.
+Set beside the default (``"all"``), it says whether a gap between two configurations comes from
+false positives on empty slices or from the tumour slices themselves.
 
 Two configurations are compared patient by patient on their 3D Dice (:func:`compare_pooled`):
 the mean difference with a bootstrap interval over patients and a sign test
@@ -35,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from jnet._options import check_option
 from jnet.io import read_yaml
 from jnet.study.compare import (
     PairedResult,
@@ -47,6 +55,8 @@ from jnet.study.compare import (
 from jnet.training.scores import SCORES_FILE, ImageScores, read_scores
 
 _FOLD = re.compile(r"\+fold=(\d+)")
+SLICE_SETS = ("all", "tumour")
+"""What ``pool_folds`` pools: every validation slice, or those whose ground truth has foreground."""
 
 
 @dataclass
@@ -71,6 +81,8 @@ class PooledConfig:
     mean_volume_dice: Interval
     mean_dice: Interval
     fold_volume_dice: dict[int, float]
+    empty_fp_share: float  # of the false-positive pixels, the share on slices with an empty ground truth
+    slices: str  # one of SLICE_SETS
     runs: list[str]
     patient_id: np.ndarray = field(repr=False)  # (P,) str, sorted
     volume_dice: np.ndarray = field(repr=False)  # (P,) the patients' 3D Dice, mean over classes and seeds
@@ -165,13 +177,16 @@ def pool_folds(
     confidence: float = 0.95,
     allow_incomplete: bool = False,
     scores_file: str = SCORES_FILE,
+    slices: str = "all",
 ) -> PooledConfig:
     """Pool the folds of configuration ``spec`` of the sweep in ``sweep_dir`` (see the module docstring).
 
     ``scores_file`` names another per-slice file in each run folder, such as the one ``jnet evaluate
     --checkpoint RUN/checkpoint_best.pt --largest-component --scores RUN/val_scores_lcc.csv`` writes
     (scores after post-processing); the training's own ``val_scores.csv`` is checked against the run's
-    ``metrics.json``, another file is taken as it is.
+    ``metrics.json``, another file is taken as it is. ``slices`` (one of :data:`SLICE_SETS`) pools
+    every validation slice or only those whose ground truth has foreground; a patient without
+    such a slice then drops out.
 
     Raises:
         ValueError: a fold missing (unless ``allow_incomplete``), a seed missing a fold another
@@ -179,6 +194,7 @@ def pool_folds(
             different numbers of folds, or a ``val_scores.csv`` without per-slice counts.
     """
     sweep_dir = Path(sweep_dir)
+    check_option("slices", slices, SLICE_SETS)
     method, size, seeds = parse_spec(spec)
     by_seed = _fold_runs(sweep_dir, method, size)
     if seeds is not None:
@@ -207,11 +223,18 @@ def pool_folds(
     per_seed, per_fold, patient_fold = [], {}, {}
     slice_sum: dict[str, float] = {}  # patient -> its slices' Dice summed, averaged over the seeds
     slice_count: dict[str, int] = {}  # patient -> its slices (of one seed)
+    fp_empty = fp_total = 0
     for s, runs in by_seed.items():
         values: dict[str, float] = {}
         for fold, run_dir in runs:
             scores = run_scores(run_dir) if scores_file == SCORES_FILE else _scores_file(run_dir, scores_file)
-            volumes = scores.volume_scores()
+            volumes = scores.volume_scores()  # refuses scores without per-slice counts
+            assert scores.fp is not None
+            tumour = scores.truth_pixels > 0  # (N,)
+            fp_empty, fp_total = fp_empty + int(scores.fp[~tumour].sum()), fp_total + int(scores.fp.sum())
+            if slices == "tumour":
+                scores = scores.subset(tumour)
+                volumes = scores.volume_scores()
             fold_values = volumes.dice.mean(axis=1)  # (P_fold,) mean over the foreground classes
             for pid, v in zip(volumes.patient_id, fold_values, strict=True):
                 if patient_fold.setdefault(str(pid), fold) != fold:
@@ -224,8 +247,11 @@ def pool_folds(
                 slice_sum[str(pid)] = slice_sum.get(str(pid), 0.0) + float(d) / len(by_seed)
                 if s == next(iter(by_seed)):
                     slice_count[str(pid)] = slice_count.get(str(pid), 0) + 1
-            per_fold.setdefault(fold, []).append(float(fold_values.mean()))
+            if len(fold_values):
+                per_fold.setdefault(fold, []).append(float(fold_values.mean()))
         per_seed.append(values)
+    if not per_seed[0]:
+        raise ValueError(f"{spec}: no validation slice has foreground in its ground truth, so nothing to pool")
     patients = np.array(sorted(per_seed[0]))
     volume_dice = np.array([np.mean([v[p] for v in per_seed]) for p in patients])  # (P,)
     sums = np.array([slice_sum[p] for p in patients])  # (P,)
@@ -240,6 +266,8 @@ def pool_folds(
         mean_volume_dice=bootstrap_mean(volume_dice, n_boot, seed, confidence),
         mean_dice=bootstrap_ratio(sums, counts, n_boot, seed, confidence),
         fold_volume_dice={f: float(np.mean(v)) for f, v in sorted(per_fold.items())},
+        empty_fp_share=fp_empty / fp_total if fp_total else math.nan,
+        slices=slices,
         runs=[str(run_dir) for runs in by_seed.values() for _, run_dir in runs],
         patient_id=patients,
         volume_dice=volume_dice,
@@ -262,8 +290,11 @@ def compare_pooled(
     """``a`` against ``b`` on the 3D Dice of the patients both scored (every patient, when both are complete).
 
     Raises:
-        ValueError: if the two scored different patients (e.g. one is incomplete).
+        ValueError: if the two scored different patients (e.g. one is incomplete) or pooled
+            different slices.
     """
+    if a.slices != b.slices:
+        raise ValueError(f"{a.config} pooled {a.slices} slices and {b.config} {b.slices}; pool both the same way")
     if not np.array_equal(a.patient_id, b.patient_id):
         only = sorted(set(a.patient_id.tolist()) ^ set(b.patient_id.tolist()))
         raise ValueError(
@@ -275,19 +306,27 @@ def compare_pooled(
 
 
 def format_markdown(pooled: Sequence[PooledConfig], comparisons: Sequence[PooledComparison] = ()) -> str:
-    """Markdown tables of the pooled configurations and the comparisons, scores in percent."""
+    """Markdown tables of the pooled configurations and the comparisons, scores in percent.
+
+    Configurations pooled over the tumour slices only (``slices="tumour"``) are preceded by a line
+    that says so.
+    """
     level = f"{100 * (comparisons[0].result.confidence if comparisons else 0.95):g}%"
-    lines = [
+    lines = []
+    if any(p.slices == "tumour" for p in pooled):
+        lines += ["Tumour slices only: the slices whose ground truth has foreground.", ""]
+    lines += [
         "| configuration | folds | patients | slices | 3D Dice per patient (mean) | CI | slice Dice (mean) | CI "
-        "| 3D Dice by fold |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| 3D Dice by fold | false positives on empty slices |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for p in pooled:
         folds = f"{len(p.folds)} of {p.n_folds}" if not p.complete else str(p.n_folds)
         by_fold = " / ".join(f"{100 * v:.1f}" for v in p.fold_volume_dice.values())
         lines.append(
             f"| `{p.config}` | {folds} | {p.n_patients} | {p.n_images} | {100 * p.mean_volume_dice.mean:.1f} "
-            f"| {_ci(p.mean_volume_dice)} | {100 * p.mean_dice.mean:.1f} | {_ci(p.mean_dice)} | {by_fold} |"
+            f"| {_ci(p.mean_volume_dice)} | {100 * p.mean_dice.mean:.1f} | {_ci(p.mean_dice)} | {by_fold} "
+            f"| {_share(p.empty_fp_share)} |"
         )
     if comparisons:
         lines += [
@@ -308,11 +347,18 @@ def format_markdown(pooled: Sequence[PooledConfig], comparisons: Sequence[Pooled
 def format_pooled(p: PooledConfig) -> str:
     """One line for a terminal, scores in percent."""
     state = "" if p.complete else f" (INCOMPLETE: folds {', '.join(map(str, p.folds))} of {p.n_folds})"
+    which = " tumour" if p.slices == "tumour" else ""
     return (
-        f"{p.config}{state}: {p.n_patients} patients, {p.n_images} slices: 3D Dice per patient "
+        f"{p.config}{state}: {p.n_patients} patients, {p.n_images}{which} slices: 3D Dice per patient "
         f"{100 * p.mean_volume_dice.mean:.1f} ({_ci(p.mean_volume_dice)}), slice Dice {100 * p.mean_dice.mean:.1f} "
-        f"({_ci(p.mean_dice)}); by fold " + " / ".join(f"{100 * v:.1f}" for v in p.fold_volume_dice.values())
+        f"({_ci(p.mean_dice)}); by fold "
+        + " / ".join(f"{100 * v:.1f}" for v in p.fold_volume_dice.values())
+        + f"; false positives on empty slices {_share(p.empty_fp_share)}"
     )
+
+
+def _share(x: float) -> str:
+    return "none" if math.isnan(x) else f"{100 * x:.1f} %"
 
 
 def _ci(i: Interval) -> str:

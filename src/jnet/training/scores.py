@@ -93,6 +93,21 @@ class ImageScores:
             )
         return volume_scores(self.tp, self.fp, self.fn, self.patient_id, self.class_names)
 
+    def subset(self, keep: np.ndarray) -> ImageScores:
+        """The scores of the images where ``keep`` (``(N,)`` bool) is true, in the same order."""
+        keep = np.asarray(keep)
+        if keep.dtype != bool or keep.shape != self.patient_id.shape:
+            raise ValueError(f"ImageScores.subset: keep must be a ({len(self.patient_id)},) bool array, got "
+                             f"{keep.dtype} {keep.shape}")  # fmt: skip
+
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[keep]
+
+        return ImageScores(
+            self.patient_id[keep], self.truth_pixels[keep], self.dice[keep], self.jaccard[keep],
+            pick(self.tp), pick(self.fp), pick(self.fn), self.class_names, self.source,
+        )  # fmt: skip
+
     def metric(self, name: str) -> np.ndarray:
         if name not in SCORE_METRICS:
             raise ValueError(f"metric must be one of {', '.join(SCORE_METRICS)}, got {name!r}")
