@@ -184,9 +184,8 @@ def pool_folds(
     ``scores_file`` names another per-slice file in each run folder, such as the one ``jnet evaluate
     --checkpoint RUN/checkpoint_best.pt --largest-component --scores RUN/val_scores_lcc.csv`` writes
     (scores after post-processing); the training's own ``val_scores.csv`` is checked against the run's
-    ``metrics.json``, another file is taken as it is. ``slices`` (one of :data:`SLICE_SETS`) pools
-    every validation slice or only those whose ground truth has foreground; a patient without
-    such a slice then drops out.
+    ``metrics.json``, another file is taken as it is. ``slices`` (:data:`SLICE_SETS`): every slice, or
+    those whose truth has foreground (a patient without one drops out).
 
     Raises:
         ValueError: a fold missing (unless ``allow_incomplete``), a seed missing a fold another
@@ -228,10 +227,8 @@ def pool_folds(
         values: dict[str, float] = {}
         for fold, run_dir in runs:
             scores = run_scores(run_dir) if scores_file == SCORES_FILE else _scores_file(run_dir, scores_file)
-            volumes = scores.volume_scores()  # refuses scores without per-slice counts
-            assert scores.fp is not None
-            tumour = scores.truth_pixels > 0  # (N,)
-            fp_empty, fp_total = fp_empty + int(scores.fp[~tumour].sum()), fp_total + int(scores.fp.sum())
+            volumes, tumour = scores.volume_scores(), scores.truth_pixels > 0  # the counts are there: (N, C), (N,)
+            fp_empty, fp_total = fp_empty + int(scores.fp[~tumour].sum()), fp_total + int(scores.fp.sum())  # type: ignore[index, union-attr]
             if slices == "tumour":
                 scores = scores.subset(tumour)
                 volumes = scores.volume_scores()
