@@ -419,9 +419,9 @@ def test_load_pairs_refuses_bad_sections(tmp_path: Path, text: str, message: str
 def test_the_study_files_hold_their_pairs() -> None:
     root = Path(__file__).resolve().parents[1]
     pairs, bins = load_pairs(root / "configs" / "study_lgg.yaml")
-    assert (len(pairs), bins, pairs[0]) == (55, [1000, 2500], ("elunet+jnet@16", "elunet+none@16"))
+    assert (len(pairs), bins, pairs[0]) == (57, [1000, 2500], ("elunet+jnet@16", "elunet+none@16"))
     assert pairs[28] == ("malunet+none@256", "elunet+jnet-guided+guided-cascade@32/s1+s2")
-    assert pairs[-1] == ("egeunet+none@256", "egeunet+interp@128")
+    assert pairs[-1] == ("unext+none@256", "malunet+none@256")
     pairs, bins = load_pairs(root / "configs" / "cv_lgg.yaml")  # jnet crossval's
     assert (len(pairs), bins, pairs[-1]) == (7, None, ("elunet+jnet+width=8@64", "elunet+jnet@32"))
 
