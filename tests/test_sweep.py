@@ -413,11 +413,11 @@ def test_the_cross_validation_file_validates_every_patient_once() -> None:
     from jnet.data.prepare import kfold_split
 
     runs = load_sweep(REPO / "configs" / "cv_lgg.yaml").runs
-    assert len(runs) == 7 * 5 and len({run.name for run in runs}) == 35
+    assert len(runs) == 8 * 5 and len({run.name for run in runs}) == 40
     assert {(r.config.model, r.config.head, r.config.input_size, r.config.width) for r in runs} == {
         ("elunet", "none", 16, None), ("elunet", "interp", 16, None), ("elunet", "jnet", 16, None),
         ("elunet", "jnet-guided", 16, None), ("elunet", "jnet", 32, None), ("malunet", "none", 256, None),
-        ("elunet", "jnet", 64, 8)}  # fmt: skip
+        ("unext", "none", 256, None), ("elunet", "jnet", 64, 8)}  # fmt: skip
     assert all(r.config.folds == 5 and r.config.seed == 0 and r.config.split_file is None for r in runs)
     assert sorted(r.config.fold for r in runs if r.config.head == "jnet-guided") == [0, 1, 2, 3, 4]
     archive = REPO / runs[0].config.data
