@@ -128,8 +128,34 @@ def test_a_missing_fold_is_refused_or_marked(tmp_path) -> None:
         pool_folds(sweep, "unet+jnet@16")
     part = pool_folds(sweep, "unet+jnet@16", n_boot=50, allow_incomplete=True)
     assert (part.complete, part.n_patients, part.folds) == (False, 2, [0])
+    every = pool_folds(sweep, "unet+none@16", n_boot=50)
     with pytest.raises(ValueError, match="scored different patients"):
-        compare_pooled(part, pool_folds(sweep, "unet+none@16", n_boot=50))
+        compare_pooled(part, every)
+
+
+def test_an_incomplete_pair_is_compared_on_the_patients_both_scored(tmp_path, capsys) -> None:
+    sweep = write_sweep(tmp_path, {"A": {0: COUNTS["A"][0]}, "B": COUNTS["B"]})
+    part = pool_folds(sweep, "unet+jnet@16", n_boot=50, allow_incomplete=True)
+    every = pool_folds(sweep, "unet+none@16", n_boot=50)
+    # patients a and b (fold 0): A 0.8 and 2/3, B 4/7 and 0; c (fold 1) has no A score and drops out
+    c = compare_pooled(part, every, n_boot=50, shared_only=True)
+    assert c.complete is False and c.to_dict()["complete"] is False
+    assert (c.result.n_patients, c.result.patients_better, c.result.patients_worse) == (2, 2, 0)
+    assert (c.result.mean_a, c.result.mean_b) == pytest.approx(((0.8 + 2 / 3) / 2, (4 / 7 + 0) / 2))
+    assert c.result.difference == pytest.approx((0.8 - 4 / 7 + 2 / 3) / 2)
+    assert compare_pooled(every, every, n_boot=50, shared_only=True).complete is True
+    args = ["crossval", "--results", str(sweep), "--pair", "unet+jnet@16", "unet+none@16", "--boot", "50"]
+    assert main([*args, "--incomplete", "--markdown"]) == 0
+    text = capsys.readouterr().out
+    assert "| `unet+jnet@16` | `unet+none@16` | 73.3 | 28.6 | +44.8 |" in text
+    assert text.rstrip().endswith("INCOMPLETE: `unet+jnet@16` against `unet+none@16` on the 2 patients both scored.")
+    assert main([*args, "--incomplete"]) == 0
+    assert "unet+jnet@16 vs unet+none@16 (INCOMPLETE), 2 patients: 3D Dice 73.3 vs 28.6" in capsys.readouterr().out
+    # folds that share no patient: nothing to compare
+    sweep = write_sweep(tmp_path / "apart", {"A": {0: COUNTS["A"][0]}, "B": {1: COUNTS["B"][1]}})
+    a, b = (pool_folds(sweep, s, n_boot=50, allow_incomplete=True) for s in ("unet+jnet@16", "unet+none@16"))
+    with pytest.raises(ValueError, match=r"unet\+jnet@16 and unet\+none@16 share no scored patient"):
+        compare_pooled(a, b, shared_only=True)
 
 
 def test_a_patient_in_two_folds_is_refused(tmp_path) -> None:

@@ -39,7 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument(
         "--incomplete", action="store_true",
-        help="pool a configuration over the folds it has (marked INCOMPLETE) instead of refusing it",
+        help="pool a configuration over the folds it has (marked INCOMPLETE) instead of refusing it, and compare "
+        "a pair on the patients both scored (marked INCOMPLETE too)",
     )  # fmt: skip
     p.add_argument(
         "--scores-file", default="val_scores.csv", metavar="NAME",
@@ -78,12 +79,13 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         if not (args.json or args.markdown):
             print(format_pooled(pooled[spec]), flush=True)
-    comparisons = [compare_pooled(pooled[a], pooled[b], *settings) for a, b in pairs]
+    comparisons = [compare_pooled(pooled[a], pooled[b], *settings, shared_only=args.incomplete) for a, b in pairs]
     if not (args.json or args.markdown):
         for c in comparisons:
             r = c.result
             print(
-                f"{c.a} vs {c.b}, {r.n_patients} patients: 3D Dice {100 * r.mean_a:.1f} vs {100 * r.mean_b:.1f}, "
+                f"{c.a} vs {c.b}{'' if c.complete else ' (INCOMPLETE)'}, {r.n_patients} patients: "
+                f"3D Dice {100 * r.mean_a:.1f} vs {100 * r.mean_b:.1f}, "
                 f"difference {100 * r.difference:+.1f} ({100 * r.confidence:g}% CI over patients "
                 f"{100 * r.ci_low:+.1f} .. {100 * r.ci_high:+.1f}); patients better / worse "
                 f"{r.patients_better} / {r.patients_worse} (sign test p = {r.sign_test_p:.3g})"

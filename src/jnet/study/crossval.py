@@ -28,7 +28,9 @@ A configuration is ``METHOD@INPUT_SIZE`` as :mod:`jnet.study.compare` names it, 
 ``elunet+jnet+fold=0`` ... ``+fold=4``. ``/sSEED`` picks one seed; runs of several seeds are
 averaged per patient. A configuration with a fold missing (not trained yet, or a run without
 ``val_scores.csv``) is an error that names the folds, unless ``allow_incomplete`` is given:
-then it is pooled over the folds it has and marked incomplete.
+then it is pooled over the folds it has and marked incomplete, and :func:`compare_pooled` with
+``shared_only`` compares it with another on the patients both scored (a cross-validation still
+training: the folds finished so far), marked incomplete too.
 """
 
 from __future__ import annotations
@@ -101,14 +103,15 @@ class PooledConfig:
 
 @dataclass
 class PooledComparison:
-    """``a`` against ``b`` on the patients' 3D Dice."""
+    """``a`` against ``b`` on the patients' 3D Dice; ``complete`` unless compared on part of the patients only."""
 
     a: str
     b: str
     result: PairedResult
+    complete: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return {"a": self.a, "b": self.b, **asdict(self.result)}
+        return {"a": self.a, "b": self.b, "complete": self.complete, **asdict(self.result)}
 
 
 def bootstrap_mean(values: np.ndarray, n_boot: int = 10000, seed: int = 0, confidence: float = 0.95) -> Interval:
@@ -282,24 +285,41 @@ def _scores_file(run_dir: Path, name: str) -> ImageScores:
 
 
 def compare_pooled(
-    a: PooledConfig, b: PooledConfig, n_boot: int = 10000, seed: int = 0, confidence: float = 0.95
+    a: PooledConfig,
+    b: PooledConfig,
+    n_boot: int = 10000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    shared_only: bool = False,
 ) -> PooledComparison:
-    """``a`` against ``b`` on the 3D Dice of the patients both scored (every patient, when both are complete).
+    """``a`` against ``b`` on the patients' 3D Dice, patient by patient.
+
+    Both must have scored the same patients (every patient, when both are complete), unless
+    ``shared_only``: then they are compared on the patients both scored, and the comparison is
+    marked incomplete when that leaves out a patient of either.
 
     Raises:
-        ValueError: if the two scored different patients (e.g. one is incomplete) or pooled
-            different slices.
+        ValueError: if the two scored different patients (e.g. one is incomplete) and not
+            ``shared_only``, if they share no patient, or if they pooled different slices.
     """
     if a.slices != b.slices:
         raise ValueError(f"{a.config} pooled {a.slices} slices and {b.config} {b.slices}; pool both the same way")
-    if not np.array_equal(a.patient_id, b.patient_id):
-        only = sorted(set(a.patient_id.tolist()) ^ set(b.patient_id.tolist()))
+    ids_a, ids_b = a.patient_id.tolist(), b.patient_id.tolist()
+    shared = sorted(set(ids_a) & set(ids_b))
+    complete = len(shared) == len(ids_a) == len(ids_b)
+    if not complete and not shared_only:
+        only = sorted(set(ids_a) ^ set(ids_b))
         raise ValueError(
             f"{a.config} ({a.n_patients} patients) and {b.config} ({b.n_patients}) scored different patients "
-            f"(in one only: {', '.join(only[:3])}{' ...' if len(only) > 3 else ''}); compare complete configurations"
+            f"(in one only: {', '.join(only[:3])}{' ...' if len(only) > 3 else ''}); compare complete configurations, "
+            "or allow incomplete ones to compare the patients both scored"
         )
-    result = paired_difference(a.volume_dice, b.volume_dice, a.patient_id, "volume_dice", n_boot, seed, confidence)
-    return PooledComparison(a.config, b.config, result)
+    if not shared:
+        raise ValueError(f"{a.config} and {b.config} share no scored patient (different folds?); nothing to compare")
+    va, vb = (dict(zip(p.patient_id.tolist(), p.volume_dice.tolist(), strict=True)) for p in (a, b))
+    values_a, values_b = np.array([va[p] for p in shared]), np.array([vb[p] for p in shared])  # (P_shared,)
+    result = paired_difference(values_a, values_b, np.array(shared), "volume_dice", n_boot, seed, confidence)
+    return PooledComparison(a.config, b.config, result, complete)
 
 
 def format_markdown(pooled: Sequence[PooledConfig], comparisons: Sequence[PooledComparison] = ()) -> str:
@@ -338,6 +358,9 @@ def format_markdown(pooled: Sequence[PooledConfig], comparisons: Sequence[Pooled
                 f"| `{c.a}` | `{c.b}` | {100 * r.mean_a:.1f} | {100 * r.mean_b:.1f} | {100 * r.difference:+.1f} "
                 f"| {format_interval(r)} | {r.patients_better} / {r.patients_worse} | {r.sign_test_p:.2g} |"
             )
+        for c in comparisons:
+            if not c.complete:
+                lines += ["", f"INCOMPLETE: `{c.a}` against `{c.b}` on the {c.result.n_patients} patients both scored."]
     return "\n".join(lines)
 
 
