@@ -45,10 +45,11 @@ study-compare: install
 	$(PYTHON) -m jnet compare --config configs/study_lgg.yaml --results $(STUDY) --out $(STUDY)/comparisons.json --overwrite --markdown
 
 # The headline configurations under 5-fold patient cross-validation (configs/cv_lgg.yaml; resumable),
-# then their folds pooled: per-patient 3D Dice over all 81 patients, with intervals (jnet crossval).
+# then their folds pooled: per-patient 3D Dice over all 81 patients, with intervals (jnet crossval;
+# while folds are still to train, a configuration is pooled over those it has, marked INCOMPLETE).
 CV := results/cv_lgg
 cv: install
 	$(PYTHON) -m jnet sweep --config configs/cv_lgg.yaml --out $(CV)
 
 cv-report: install
-	$(PYTHON) -m jnet crossval --config configs/cv_lgg.yaml --results $(CV) --out $(CV)/crossval.json --overwrite --markdown
+	$(PYTHON) -m jnet crossval --config configs/cv_lgg.yaml --results $(CV) --incomplete --out $(CV)/crossval.json --overwrite --markdown

@@ -423,7 +423,7 @@ def test_the_study_files_hold_their_pairs() -> None:
     assert pairs[28] == ("malunet+none@256", "elunet+jnet-guided+guided-cascade@32/s1+s2")
     assert pairs[-1] == ("unext+none@256", "malunet+none@256")
     pairs, bins = load_pairs(root / "configs" / "cv_lgg.yaml")  # jnet crossval's
-    assert (len(pairs), bins, pairs[-1]) == (7, None, ("elunet+jnet+width=8@64", "elunet+jnet@32"))
+    assert (len(pairs), bins, pairs[-1]) == (8, None, ("unext+none@256", "elunet+jnet+width=8@64"))
 
 
 def test_cli_compare_config_takes_the_study_pairs_and_bins(swept, capsys, tmp_path) -> None:
