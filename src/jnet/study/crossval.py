@@ -304,21 +304,18 @@ def compare_pooled(
     """
     if a.slices != b.slices:
         raise ValueError(f"{a.config} pooled {a.slices} slices and {b.config} {b.slices}; pool both the same way")
-    ids_a, ids_b = a.patient_id.tolist(), b.patient_id.tolist()
-    shared = sorted(set(ids_a) & set(ids_b))
-    complete = len(shared) == len(ids_a) == len(ids_b)
+    shared, ia, ib = np.intersect1d(a.patient_id, b.patient_id, assume_unique=True, return_indices=True)  # (P_shared,)
+    complete = len(shared) == a.n_patients == b.n_patients
     if not complete and not shared_only:
-        only = sorted(set(ids_a) ^ set(ids_b))
+        only = np.setxor1d(a.patient_id, b.patient_id).tolist()
         raise ValueError(
             f"{a.config} ({a.n_patients} patients) and {b.config} ({b.n_patients}) scored different patients "
             f"(in one only: {', '.join(only[:3])}{' ...' if len(only) > 3 else ''}); compare complete configurations, "
             "or allow incomplete ones to compare the patients both scored"
         )
-    if not shared:
+    if not len(shared):
         raise ValueError(f"{a.config} and {b.config} share no scored patient (different folds?); nothing to compare")
-    va, vb = (dict(zip(p.patient_id.tolist(), p.volume_dice.tolist(), strict=True)) for p in (a, b))
-    values_a, values_b = np.array([va[p] for p in shared]), np.array([vb[p] for p in shared])  # (P_shared,)
-    result = paired_difference(values_a, values_b, np.array(shared), "volume_dice", n_boot, seed, confidence)
+    result = paired_difference(a.volume_dice[ia], b.volume_dice[ib], shared, "volume_dice", n_boot, seed, confidence)
     return PooledComparison(a.config, b.config, result, complete)
 
 
